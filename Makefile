@@ -1,0 +1,51 @@
+# igris — two commands: `make run` (embedded default) and `make test` (full suite).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(shell python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))')/uv
+endif
+PY := $(UV) run --frozen python
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/igris
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps run run-prod test check lint fmt bench migrate
+
+$(UV):
+	python3 -m pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen
+
+# Headless Chromium for the console's browser tests (Debian package; Playwright uses it
+# through executable_path, it never downloads a browser).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; }
+
+run: install
+	$(PY) manage.py igris_run
+
+migrate: install
+	$(PY) manage.py migrate
+
+test: install system-deps
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+	  $(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: install
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen lint-imports
+	$(PY) manage.py makemigrations --check --dry-run
+	$(UV) run --frozen mypy
+
+check: lint test
+
+fmt: install
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+bench: install
+	$(PY) bench/run_all.py

@@ -1,0 +1,248 @@
+"""Throughput of the audit writer (DESIGN.md section 1, auditwriter) on PostgreSQL and Redis.
+
+N synthetic proxy `tool_call` envelopes over 10 organisations are stored with the hash chain:
+
+- direct_copy / direct_bulk_create: `append_events` in batches of 500 (one transaction each),
+  inserting with COPY or with INSERT (`bulk_create`);
+- stream: the proxy's path. Entries are appended to the Redis audit stream first (not timed: the
+  proxy pays that), then `drain_stream` reads them with the consumer group, stores, acknowledges
+  and publishes each event to the live feed; timed once with the live publish and once without
+  (publish replaced by a no-op) to show what the per-event PUBLISH round trip costs;
+
+against direct baselines in the same run: COPY of the same rows with no chain work (hashes
+precomputed: the database's share), and the chain alone in Python with no database (validation,
+canonical encoding, SHA-256). verify_chain's rate is measured on the result.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/igris_audit \\
+    REDIS_URL=redis://127.0.0.1:6379/4 .venv/bin/python bench/bench_audit_writer.py [-n 50000]
+
+Runs in a scratch database (<db>_bench, created and dropped: audit rows cannot be deleted) and a
+random Redis key prefix. Writes bench/results/audit_writer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "igris_project.settings")
+
+import django  # noqa: E402
+from asgiref.sync import sync_to_async  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, connections, transaction  # noqa: E402
+
+from compliance.audit import writer  # noqa: E402
+from compliance.audit.chain import GENESIS  # noqa: E402
+from compliance.audit.verify import verify_chain  # noqa: E402
+from compliance.audit.writer import (  # noqa: E402
+    Incoming,
+    _insert_copy,
+    _row,
+    append_events,
+    chain_entries,
+    drain_stream,
+)
+from governance.events import AUDIT_STREAM, Actor, Envelope  # noqa: E402
+from governance.hotstate import RedisHotState  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "audit_writer.json"
+BATCH = 500
+ORGS = 10
+TARGET = 20_000
+
+
+def envelopes(n: int, orgs: list[uuid.UUID]) -> list[dict[str, Any]]:
+    actor = Actor(kind="api_key", id=str(uuid.uuid4()), label="agents")
+    server = str(uuid.uuid4())
+    return [
+        Envelope(
+            org_id=str(orgs[i % len(orgs)]),
+            type="tool_call",
+            source="proxy",
+            actor=actor,
+            data={
+                "server_id": server,
+                "server_slug": "github",
+                "session_id": f"sess-{i % 50}",
+                "key_id": actor.id,
+                "method": "tools/call",
+                "tool": "create_issue",
+                "decision": "allow",
+                "rule_id": "allow-issues",
+                "policy_version": 3,
+                "latency_ms": 12.5,
+                "upstream_ms": 10.25,
+                "upstream_status": 200,
+                "result": "ok",
+                "request_bytes": 412,
+                "response_bytes": 1530,
+                "args_digest": "sha256:" + "ab" * 32,
+                "arguments": {"repo": "acme/web", "title": f"issue {i}", "labels": ["bug"]},
+                "client_info": {"name": "claude-code", "version": "2.1.0"},
+                "protocol_version": "2025-06-18",
+            },
+        ).as_dict()
+        for i in range(n)
+    ]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def rate(n: int, seconds: float, **extra: Any) -> dict[str, Any]:
+    return {"events": n, "seconds": round(seconds, 3), "events_per_s": round(n / seconds), **extra}
+
+
+def direct(n: int, insert: str) -> dict[str, Any]:
+    batch = envelopes(n, [uuid.uuid4() for _ in range(ORGS)])
+
+    def run() -> int:
+        return sum(
+            append_events(batch[i : i + BATCH], insert=insert)  # type: ignore[arg-type]
+            for i in range(0, n, BATCH)
+        )
+
+    seconds, stored = timed(run)
+    assert stored == n, stored
+    return rate(n, seconds)
+
+
+def chain_rows(batch: list[dict[str, Any]]) -> list[Any]:
+    """What store_batch does in Python, without the database: validate, encode, hash."""
+    now = datetime.now(UTC)
+    entries = [_row(Incoming(e, f"bench:{i}", from_json=False), now) for i, e in enumerate(batch)]
+    chain_entries(entries, defaultdict(lambda: (0, GENESIS)))
+    return entries
+
+
+def chain_only(n: int) -> dict[str, Any]:
+    batch = envelopes(n, [uuid.uuid4() for _ in range(ORGS)])
+    seconds, rows = timed(lambda: chain_rows(batch))
+    assert len(rows) == n
+    return rate(n, seconds)
+
+
+def baseline_copy(n: int) -> dict[str, Any]:
+    rows = chain_rows(envelopes(n, [uuid.uuid4() for _ in range(ORGS)]))
+
+    def run() -> None:
+        for i in range(0, n, BATCH):
+            with transaction.atomic():
+                _insert_copy(rows[i : i + BATCH])
+
+    seconds, _ = timed(run)
+    return rate(n, seconds)
+
+
+class _NoPublish:
+    """The hot state with the live-feed publish turned into a no-op."""
+
+    def __init__(self, inner: RedisHotState) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def publish(self, channel: str, message: bytes | str) -> None:
+        return None
+
+
+async def stream(n: int, *, publish: bool) -> dict[str, Any]:
+    hotstate = RedisHotState(settings.REDIS_URL, prefix=f"igris-bench-{uuid.uuid4().hex[:8]}:")
+    try:
+        batch = envelopes(n, [uuid.uuid4() for _ in range(ORGS)])
+        entries = [{"event": json.dumps(e)} for e in batch]
+        for i in range(0, n, 1000):
+            await hotstate.stream_append_many(AUDIT_STREAM, entries[i : i + 1000])
+        target: Any = hotstate if publish else _NoPublish(hotstate)
+        start = time.perf_counter()
+        stored = await drain_stream(target, BATCH, consumer="bench")
+        seconds = time.perf_counter() - start
+        assert stored == n, stored
+        pending = await hotstate.stream_pending_claim(
+            AUDIT_STREAM, writer.GROUP, "inspector", min_idle_ms=0, count=10
+        )
+        assert pending == [], pending
+        return rate(n, seconds, live_publish=publish)
+    finally:
+        await hotstate.redis.delete(hotstate._key("stream", AUDIT_STREAM))
+        await hotstate.close()
+        # The writer worked in asgiref's thread; its connection would keep the scratch DB busy.
+        await sync_to_async(connections.close_all)()
+
+
+def verify_rate() -> dict[str, Any]:
+    from compliance.models import ChainHead
+
+    head = ChainHead.objects.order_by("-seq").first()
+    assert head is not None
+    seconds, result = timed(lambda: verify_chain(head.org_id))
+    assert result.ok, result
+    return rate(result.checked, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=50_000)
+    args = parser.parse_args()
+    if connection.vendor != "postgresql" or not settings.REDIS_URL:
+        sys.exit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
+    n = args.n
+    db = settings.DATABASES["default"]
+    db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench"
+    original = connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        results = {
+            "baseline_copy_no_chain": baseline_copy(n),
+            "chain_only_python": chain_only(n),
+            "direct_copy": direct(n, "copy"),
+            "direct_bulk_create": direct(n, "bulk"),
+            "stream_without_live_publish": asyncio.run(stream(n, publish=False)),
+            "stream": asyncio.run(stream(n, publish=True)),
+            "verify_chain": verify_rate(),
+        }
+    finally:
+        connections.close_all()
+        connection.creation.destroy_test_db(original, verbosity=0)
+    report = {
+        "what": "audit writer throughput: validate, chain (SHA-256), insert, ack, publish",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "n": n,
+        "batch": BATCH,
+        "organisations": ORGS,
+        "target_events_per_s": TARGET,
+        "results": results,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    for name, figures in results.items():
+        print(f"{name:30} {figures['events_per_s']:>8} events/s  ({figures['seconds']} s)")
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Seed (or refresh) the demo organisation used by `make run`.
+
+Idempotent: on a later start the stored login and key are reused when they still work, so the
+values in var/demo.json stay valid across restarts; otherwise fresh ones are generated.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from django.db import transaction
+
+DEMO_EMAIL = "demo@igris.local"
+DEMO_ORG_SLUG = "demo"
+DEMO_SERVER_SLUG = "demo-tools"
+DEMO_KEY_NAME = "demo agent"
+
+
+@dataclass
+class DemoInfo:
+    console_url: str
+    email: str
+    password: str
+    api_key: str
+    proxy_url: str
+    server_slug: str
+    upstream_url: str
+
+
+def _read(path: Path) -> dict[str, str]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@transaction.atomic
+def seed_demo(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInfo:
+    from allauth.account.models import EmailAddress
+
+    from governance.keys import KeyError_, verify_key_sync
+    from governance.models import McpServer, Organization, User
+    from governance.services import (
+        api_key_create,
+        organization_create,
+        server_create,
+        server_update,
+    )
+
+    previous = _read(state_path)
+    user = User.objects.filter(email=DEMO_EMAIL).first()
+    password = previous.get("password", "")
+    if user is None:
+        password = secrets.token_urlsafe(12)
+        user = User.objects.create_user(email=DEMO_EMAIL, password=password, first_name="Demo")
+    elif not password or not user.check_password(password):
+        password = secrets.token_urlsafe(12)
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    EmailAddress.objects.update_or_create(
+        user=user, email=DEMO_EMAIL, defaults={"verified": True, "primary": True}
+    )
+
+    org = Organization.objects.filter(slug=DEMO_ORG_SLUG).first()
+    if org is None:
+        org = organization_create(name="Demo Org", owner=user, slug=DEMO_ORG_SLUG)
+        # The demo starts open so every tool can be tried; policies narrow it down.
+        org.default_posture = "allow"
+        org.save(update_fields=["default_posture"])
+
+    server = McpServer.objects.filter(org=org, slug=DEMO_SERVER_SLUG).first()
+    if server is None:
+        server = server_create(
+            org=org,
+            actor=user,
+            name="Demo tools",
+            slug=DEMO_SERVER_SLUG,
+            description="The bundled demo MCP server (echo, add, records, files, slow).",
+            upstream_url=upstream_url,
+        )
+    elif server.upstream_url != upstream_url:
+        server_update(org=org, actor=user, server=server, upstream_url=upstream_url)
+
+    api_key = previous.get("api_key", "")
+    valid = False
+    if api_key:
+        try:
+            key, _ = verify_key_sync(api_key)
+            valid = key.org_id == org.id
+        except KeyError_:
+            valid = False
+    if not valid:
+        _, api_key = api_key_create(
+            org=org, actor=user, name=DEMO_KEY_NAME, scopes=["proxy", "read", "write", "ingest"]
+        )
+
+    base = base_url.rstrip("/")
+    info = DemoInfo(
+        console_url=f"{base}/",
+        email=DEMO_EMAIL,
+        password=password,
+        api_key=api_key,
+        proxy_url=f"{base}/proxy/{DEMO_SERVER_SLUG}/mcp",
+        server_slug=DEMO_SERVER_SLUG,
+        upstream_url=upstream_url,
+    )
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps(asdict(info), indent=2) + "\n")
+    state_path.chmod(0o600)
+    return info

@@ -1,0 +1,68 @@
+"""The event envelope and `emit`, used by every service that changes state.
+
+Console/API state changes are written to the `PendingEvent` outbox in the same transaction as
+the change, so a change and its audit record commit or roll back together; the audit writer
+(compliance) moves them into the hash-chained audit table. The proxy hot path appends its
+events to the hot-state stream instead (no ORM on that path).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+AUDIT_STREAM = "audit:events"
+
+
+@dataclass(frozen=True)
+class Actor:
+    kind: str  # user | api_key | system | agent
+    id: str | None = None
+    label: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"kind": self.kind, "id": self.id, "label": self.label}
+
+
+SYSTEM = Actor(kind="system", id=None, label="igris")
+
+
+@dataclass
+class Envelope:
+    org_id: str
+    type: str
+    source: str
+    actor: Actor
+    data: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    ts: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "org_id": self.org_id,
+            "type": self.type,
+            "source": self.source,
+            "ts": self.ts,
+            "actor": self.actor.as_dict(),
+            "data": self.data,
+        }
+
+
+def actor_for_user(user: Any) -> Actor:
+    if user is None:
+        return SYSTEM
+    return Actor(kind="user", id=str(user.pk), label=getattr(user, "email", None))
+
+
+def emit(
+    *, org_id: Any, type: str, actor: Actor, data: dict[str, Any], source: str = "console"
+) -> Envelope:
+    """Record an audit event in the caller's transaction (call inside `transaction.atomic`)."""
+    from governance.models import PendingEvent
+
+    envelope = Envelope(org_id=str(org_id), type=type, source=source, actor=actor, data=data)
+    PendingEvent.objects.create(org_id=org_id, payload=envelope.as_dict())
+    return envelope

@@ -1,0 +1,64 @@
+"""Bridges for synchronous code (services, on_commit callbacks, Celery tasks).
+
+The process-wide async instance belongs to its event loop. With Redis, sync callers use a
+short-lived connection of their own. In the embedded default (memory backend, one process), the
+change is handed to the web process's loop, registered at startup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger("igris.hotstate")
+
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def register_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the web process at startup so sync code can reach the memory backend."""
+    global _loop
+    _loop = loop
+
+
+async def _apply(hs: Any, key: str, value: str | None, ttl_s: float | None) -> None:
+    if value is None:
+        await hs.delete_flag(key)
+    else:
+        await hs.set_flag(key, value, ttl_s=ttl_s)
+
+
+def publish_flag_sync(key: str, value: str | None, *, ttl_s: float | None = None) -> bool:
+    """Set (or delete, with None) a flag and notify every process. Returns False on failure."""
+    from django.conf import settings
+
+    try:
+        if settings.REDIS_URL:
+            from governance.hotstate.redis import RedisHotState
+
+            async def run() -> None:
+                hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
+                try:
+                    await _apply(hs, key, value, ttl_s)
+                finally:
+                    await hs.close()
+
+            asyncio.run(run())
+            return True
+        from governance.hotstate import get_hotstate
+
+        loop = _loop
+        if loop is None or loop.is_closed():
+            return True  # no web process here: nothing holds in-process state to tell
+        coro = _apply(get_hotstate(), key, value, ttl_s)
+        if threading.current_thread() is getattr(loop, "_thread", None):
+            loop.create_task(coro)
+            return True
+        asyncio.run_coroutine_threadsafe(coro, loop).result(timeout=5)
+        return True
+    except Exception:
+        # The cache TTLs still bound staleness; the change itself is already committed.
+        log.exception("could not announce flag change %s", key)
+        return False

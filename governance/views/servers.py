@@ -1,0 +1,88 @@
+"""Upstream MCP servers: list, add, edit, delete. The credential is write-only."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from governance import services
+from governance.forms import ServerForm
+from governance.permissions import Action
+from governance.selectors import server_get_for_org, servers_for_org
+from governance.views.base import (
+    Console,
+    add_service_error,
+    console_render,
+    org_required,
+    posted,
+    proxy_url,
+)
+
+
+@org_required(Action.SERVERS_VIEW)
+def servers(request: HttpRequest, console: Console) -> HttpResponse:
+    rows = [
+        {"server": server, "proxy_url": proxy_url(request, server.slug)}
+        for server in servers_for_org(org=console.org)
+    ]
+    return console_render(request, console, "console/servers/list.html", {"rows": rows})
+
+
+@org_required(Action.SERVERS_MANAGE)
+def server_create(request: HttpRequest, console: Console) -> HttpResponse:
+    form = ServerForm(posted(request))
+    if request.method == "POST" and form.is_valid():
+        try:
+            server = services.server_create(
+                org=console.org,
+                actor=console.user,
+                credential=form.credential_value(),
+                **form.service_fields(),
+            )
+        except services.ServiceError as exc:
+            add_service_error(form, exc)
+        else:
+            url = proxy_url(request, server.slug)
+            messages.success(request, f"Added {server.name}. Agents reach it at {url}")
+            return redirect("console:servers")
+    return console_render(
+        request, console, "console/servers/form.html", {"form": form, "server": None}
+    )
+
+
+@org_required(Action.SERVERS_MANAGE)
+def server_edit(request: HttpRequest, console: Console, server_id: str) -> HttpResponse:
+    server = server_get_for_org(org=console.org, server_id=server_id)
+    form = ServerForm(posted(request), server=server)
+    if request.method == "POST" and form.is_valid():
+        try:
+            server = services.server_update(
+                org=console.org,
+                actor=console.user,
+                server=server,
+                credential=form.credential_value(),
+                **form.service_fields(),
+            )
+        except services.ServiceError as exc:
+            add_service_error(form, exc)
+        else:
+            messages.success(request, f"Saved {server.name}.")
+            return redirect("console:servers")
+    return console_render(
+        request,
+        console,
+        "console/servers/form.html",
+        {"form": form, "server": server, "proxy_url": proxy_url(request, server.slug)},
+    )
+
+
+@require_POST
+@org_required(Action.SERVERS_MANAGE)
+def server_delete(request: HttpRequest, console: Console, server_id: str) -> HttpResponse:
+    server = server_get_for_org(org=console.org, server_id=server_id)
+    name = server.name
+    services.server_delete(org=console.org, actor=console.user, server=server)
+    messages.success(request, f"Deleted {name}. Agents can no longer reach it through igris.")
+    return redirect("console:servers")

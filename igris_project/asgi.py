@@ -1,0 +1,24 @@
+"""One ASGI application; a small dispatcher picks the target before Django is involved.
+
+    /proxy/<slug>/mcp, /proxy/<slug>   -> proxy.app (plain ASGI, no Django request cycle)
+    /healthz                           -> plain ASGI health report
+    /api/v1/events (SSE), /ws/events   -> governance.consumers (Channels)
+    everything else                    -> Django through Channels' router
+
+Why: Django's request cycle costs about a millisecond of CPU per request on 2 cores; the proxy
+is the hot path and must not pay it (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "igris_project.settings")
+
+from django.core.asgi import get_asgi_application
+
+django_asgi = get_asgi_application()
+
+from igris_project.dispatch import Dispatcher  # noqa: E402
+
+application = Dispatcher(django_asgi)

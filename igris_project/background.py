@@ -1,0 +1,46 @@
+"""Background tasks every web process runs: cache invalidation listeners, and in the embedded
+default (no Redis) the audit writer, so `make run` needs a single process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from django.conf import settings
+
+log = logging.getLogger("igris.background")
+
+
+async def _listen_for_key_changes() -> None:
+    from governance.hotstate import get_hotstate
+    from governance.keys import KEY_FLAG_PREFIX, get_verifier
+
+    verifier = get_verifier()
+    while True:
+        try:
+            async with get_hotstate().subscribe_flags() as changes:
+                async for key, _value in changes:
+                    if key.startswith(KEY_FLAG_PREFIX):
+                        verifier.invalidate(key[len(KEY_FLAG_PREFIX) :])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("flag listener failed; retrying in 1 s")
+            verifier.invalidate()
+            await asyncio.sleep(1.0)
+
+
+async def start_background() -> list[asyncio.Task[Any]]:
+    from governance.hotstate.sync import register_loop
+
+    register_loop(asyncio.get_running_loop())
+    tasks = [asyncio.create_task(_listen_for_key_changes(), name="igris-key-listener")]
+    if settings.IGRIS_EMBEDDED_AUDIT_WRITER:
+        try:
+            from compliance.audit.writer import run_forever
+        except ImportError:
+            run_forever = None
+        if run_forever is not None:
+            tasks.append(asyncio.create_task(run_forever(), name="igris-audit-writer"))
+    return tasks

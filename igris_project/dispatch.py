@@ -1,0 +1,160 @@
+"""The path dispatcher of DESIGN.md §2, the lifespan of background tasks and /healthz."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.routing import ProtocolTypeRouter
+from django.conf import settings
+from django.db import connection
+
+log = logging.getLogger("igris.asgi")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def _db_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+        return True
+    except Exception:
+        log.exception("health check: database unavailable")
+        return False
+    finally:
+        connection.close()
+
+
+async def health_report() -> tuple[int, dict[str, Any]]:
+    from governance.hotstate import get_hotstate
+
+    db = await sync_to_async(_db_ok, thread_sensitive=False)()
+    try:
+        hot = await asyncio.wait_for(get_hotstate().ping(), timeout=2.0)
+    except Exception:
+        log.exception("health check: hot state unavailable")
+        hot = False
+    backend = "redis" if settings.REDIS_URL else "memory"
+    body = {
+        "status": "ok" if db and hot else "unavailable",
+        "checks": {
+            "database": {"ok": db, "vendor": connection.vendor},
+            "hotstate": {"ok": hot, "backend": backend},
+        },
+    }
+    return (200 if db and hot else 503), body
+
+
+async def send_json(
+    send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class Dispatcher:
+    def __init__(self, django_app: Any) -> None:
+        self.django_app = django_app
+        self._proxy: Any = None
+        self._channels: Any = None
+        self._background: list[asyncio.Task[Any]] = []
+
+    @property
+    def proxy(self) -> Any:
+        if self._proxy is None:
+            try:
+                from proxy.app import build_proxy_app
+            except ImportError:
+                return None
+            self._proxy = build_proxy_app()
+        return self._proxy
+
+    @property
+    def channels(self) -> Any:
+        if self._channels is None:
+            routes: dict[str, Any] = {"http": self.django_app}
+            try:
+                from governance.consumers import websocket_application
+            except ImportError:
+                websocket_application = None
+            if websocket_application is not None:
+                routes["websocket"] = websocket_application
+            self._channels = ProtocolTypeRouter(routes)
+        return self._channels
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind == "http":
+            path: str = scope["path"]
+            if path.startswith("/proxy/") and self.proxy is not None:
+                await self.proxy(scope, receive, send)
+                return
+            if path.startswith("/.well-known/oauth-protected-resource"):
+                from proxy.wellknown import protected_resource_metadata
+
+                await protected_resource_metadata(scope, receive, send)
+                return
+            if path == "/healthz":
+                status, body = await health_report()
+                await send_json(send, status, body)
+                return
+        await self.channels(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self._startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _startup(self) -> None:
+        from igris_project.background import start_background
+
+        self._background = await start_background()
+        if self.proxy is not None and hasattr(self.proxy, "startup"):
+            await self.proxy.startup()
+
+    async def _shutdown(self) -> None:
+        if self._proxy is not None and hasattr(self._proxy, "shutdown"):
+            await self._proxy.shutdown()
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        from governance.hotstate import close_hotstate
+
+        await close_hotstate()

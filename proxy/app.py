@@ -1,0 +1,576 @@
+"""The MCP proxy: a plain ASGI application at /proxy/<server-slug>/mcp (DESIGN.md §2-3).
+
+This module orchestrates only: authentication (proxy.auth), era rules (proxy.eras), sessions
+(proxy.sessions), policy decisions (governance.policy), forwarding (proxy.upstream) and audit
+(proxy.audit). Nothing here touches the ORM per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+
+from governance import runtime_flags as flags
+from governance.hotstate import RateCheck, get_hotstate
+from proxy import audit, eras, jsonrpc
+from proxy.auth import AuthFailure, Principal, authenticate
+from proxy.http import (
+    BodyTooLarge,
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    read_body,
+    send_bytes,
+)
+from proxy.http import send_rpc_error as rpc_error
+from proxy.runtime import Runtime, ServerConfig
+from proxy.sessions import SessionRecorder, new_session_id
+from proxy.streaming import Exchange, stream_response
+from proxy.upstream import Upstream, UpstreamError
+
+log = logging.getLogger("igris.proxy")
+
+POLICED_METHODS = {"tools/call", "resources/read", "prompts/get"}
+
+
+def _split_path(path: str) -> str | None:
+    """/proxy/<slug>/mcp, /proxy/<slug>/mcp/ and /proxy/<slug> all route (no redirects)."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) == 2 and parts[0] == "proxy":
+        return parts[1]
+    if len(parts) == 3 and parts[0] == "proxy" and parts[2] == "mcp":
+        return parts[1]
+    return None
+
+
+class ProxyApp:
+    def __init__(self) -> None:
+        self.upstream = Upstream()
+        self.runtime = Runtime(ttl_s=float(getattr(settings, "IGRIS_PROXY_CACHE_TTL_S", 30)))
+        self.sessions = SessionRecorder()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.embedded_audit = not settings.REDIS_URL
+        self.max_body = int(settings.IGRIS_PROXY_MAX_BODY_BYTES)
+        self.max_response = int(settings.IGRIS_PROXY_MAX_RESPONSE_BYTES)
+        self.key_rate_per_min = int(settings.IGRIS_KEY_RATE_PER_MIN)
+        self.keepalive_s = float(settings.IGRIS_SSE_KEEPALIVE_S)
+
+    @property
+    def hotstate(self) -> Any:
+        return get_hotstate()
+
+    async def startup(self) -> None:
+        await self.upstream.start()
+        self._tasks.append(
+            asyncio.create_task(self.runtime.listen(self.hotstate), name="proxy-flags")
+        )
+        self._tasks.append(asyncio.create_task(self.sessions.run(), name="proxy-sessions"))
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                log.debug("proxy task %s ended", task.get_name())
+        self._tasks.clear()
+        await self.sessions.flush()
+        await self.upstream.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = {"v": False}
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                started["v"] = True
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked_send)
+        except ClientGone:
+            return
+        except Exception:
+            log.exception("proxy error on %s %s", scope.get("method"), scope.get("path"))
+            if not started["v"]:
+                await rpc_error(
+                    send, 500, jsonrpc.INTERNAL_ERROR, "igris could not handle this request."
+                )
+
+    # --- request entry ----------------------------------------------------------------------------
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        slug = _split_path(scope["path"])
+        if slug is None:
+            await rpc_error(
+                send,
+                404,
+                jsonrpc.INVALID_REQUEST,
+                "Unknown proxy path: use /proxy/<server-slug>/mcp.",
+            )
+            return
+        headers = header_map(scope)
+        method = scope["method"]
+        if method not in {"POST", "GET", "DELETE"}:
+            await rpc_error(
+                send,
+                405,
+                jsonrpc.INVALID_REQUEST,
+                f"Method {method} is not allowed.",
+                headers=[(b"allow", b"GET, POST, DELETE")],
+            )
+            return
+        try:
+            principal = await authenticate(scope, headers, slug)
+        except AuthFailure as exc:
+            await rpc_error(
+                send,
+                exc.status,
+                jsonrpc.UNAUTHORIZED if exc.status == 401 else jsonrpc.FORBIDDEN,
+                exc.message,
+                data={"reason": exc.reason},
+                headers=exc.headers,
+            )
+            return
+        server = await self.runtime.server(principal.org_id, slug)
+        if server is None:
+            await rpc_error(
+                send, 404, jsonrpc.INVALID_REQUEST, f"No MCP server '{slug}' in this organisation."
+            )
+            return
+        if principal.allowed_server_ids and server.id not in principal.allowed_server_ids:
+            await rpc_error(
+                send,
+                403,
+                jsonrpc.FORBIDDEN,
+                f"This API key may not reach the server '{slug}'.",
+                data={"reason": "server_not_allowed"},
+            )
+            return
+        if not server.enabled:
+            await rpc_error(send, 503, jsonrpc.SERVER_DISABLED, f"The server '{slug}' is disabled.")
+            return
+        if method == "POST":
+            await self._post(scope, receive, send, headers, principal, server)
+        else:
+            await self._stream_or_delete(method, receive, send, headers, principal, server)
+
+    # --- POST: one JSON-RPC message -------------------------------------------------------------
+
+    async def _post(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        principal: Principal,
+        server: ServerConfig,
+    ) -> None:
+        t0 = time.perf_counter()
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            await rpc_error(
+                send, 415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json."
+            )
+            return
+        try:
+            body = await read_body(receive, self.max_body)
+        except BodyTooLarge:
+            await rpc_error(
+                send,
+                413,
+                jsonrpc.INVALID_REQUEST,
+                f"The request body exceeds the limit of {self.max_body} bytes.",
+            )
+            return
+        try:
+            parsed = jsonrpc.parse_body(body)
+            if isinstance(parsed, list):
+                raise jsonrpc.JsonRpcError(
+                    jsonrpc.INVALID_REQUEST,
+                    "Batch requests are not supported (removed in MCP 2025-06-18); "
+                    "send one message per POST.",
+                )
+            era = eras.classify(headers, parsed)
+        except jsonrpc.JsonRpcError as exc:
+            await rpc_error(send, exc.status, exc.code, exc.message, id=exc.id, data=exc.data)
+            return
+        msg = parsed
+        org = await self.runtime.org(principal.org_id)
+        if org is None:
+            await rpc_error(
+                send, 404, jsonrpc.INVALID_REQUEST, "This organisation no longer exists."
+            )
+            return
+
+        # Session: legacy sessions are bound to the key that created them; modern calls get a
+        # stable per (key, server, client) session id.
+        session_id: str | None = None
+        binding: dict[str, Any] | None = None
+        flag_keys = [flags.kill_org(org.id), flags.kill_server(server.id)]
+        if principal.key_id:
+            flag_keys.append(flags.kill_key(principal.key_id))
+        if era.modern:
+            session_id = eras.modern_session_id(principal.identity, server.id, msg)
+        elif msg.method != "initialize":
+            session_id = headers.get("mcp-session-id")
+            if not session_id:
+                await rpc_error(
+                    send,
+                    400,
+                    jsonrpc.INVALID_REQUEST,
+                    "Bad Request: missing Mcp-Session-Id header.",
+                    id=msg.id,
+                )
+                return
+            flag_keys.append(flags.session_binding(session_id))
+        if session_id:
+            flag_keys.append(flags.kill_session(session_id))
+        try:
+            values = await self.hotstate.get_flags(flag_keys)
+        except Exception:
+            log.exception("hot state unavailable")
+            await rpc_error(
+                send,
+                503,
+                jsonrpc.AUDIT_UNAVAILABLE,
+                "igris cannot reach its state store; the call was not forwarded.",
+                id=msg.id,
+            )
+            return
+        flag_values = dict(zip(flag_keys, values, strict=True))
+        if not era.modern and session_id:
+            binding = _parse_binding(flag_values.get(flags.session_binding(session_id)))
+            if (
+                binding is None
+                or binding.get("org") != org.id
+                or binding.get("who") != principal.identity
+                or binding.get("server") != server.id
+            ):
+                await rpc_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found.", id=msg.id)
+                return
+        killed = next(
+            (
+                flags.parse_kill(flag_values[k])
+                for k in flag_keys
+                if k.startswith("kill:") and flag_values.get(k)
+            ),
+            None,
+        )
+        exchange = Exchange(
+            principal=principal,
+            server=server,
+            org=org,
+            msg=msg,
+            era=era,
+            session_id=session_id,
+            binding=binding,
+            started=t0,
+            request_bytes=len(body),
+            receive=receive,
+        )
+        if killed is not None:
+            state, reason = killed
+            await self._refuse(send, exchange, state, reason)
+            return
+        if msg.kind != "request":
+            await self._forward(send, exchange, headers, body, decision=None)
+            return
+        decision = None
+        if msg.method in POLICED_METHODS or msg.method in eras.LIST_METHODS:
+            snapshot = await self.runtime.snapshot(org.id)
+            exchange.snapshot = snapshot
+            if msg.method in POLICED_METHODS:
+                decision = snapshot.decide(exchange.call_context())
+        checks = [
+            RateCheck(key=f"key:{principal.identity}", limit=self.key_rate_per_min, period_s=60.0)
+        ]
+        if decision is not None and decision.rate_limit is not None:
+            checks.append(exchange.rule_rate_check(decision))
+        try:
+            results = await self.hotstate.rate_limit_many(checks)
+        except Exception:
+            log.exception("rate limiter unavailable")
+            await rpc_error(
+                send,
+                503,
+                jsonrpc.AUDIT_UNAVAILABLE,
+                "igris cannot reach its state store; the call was not forwarded.",
+                id=msg.id,
+            )
+            return
+        denied = [r for r in results if not r.allowed]
+        if denied:
+            retry = max(r.retry_after_s for r in denied)
+            await self._rate_limited(
+                send, exchange, retry, rule=len(denied) == 1 and not results[0].allowed
+            )
+            return
+        if decision is not None and decision.action == "deny":
+            await self._deny(send, exchange, decision)
+            return
+        await self._forward(send, exchange, headers, body, decision=decision)
+
+    # --- outcomes without the upstream ---------------------------------------------------
+
+    async def _durable(self, send: Send, exchange: Exchange, event: dict[str, Any]) -> bool:
+        try:
+            await audit.record(self.hotstate, event, embedded=self.embedded_audit)
+            return True
+        except audit.AuditUnavailable:
+            log.exception("audit store unavailable; failing closed")
+            await rpc_error(
+                send,
+                503,
+                jsonrpc.AUDIT_UNAVAILABLE,
+                "igris cannot record this call in its audit log, so it was not forwarded.",
+                id=exchange.msg.id,
+            )
+            return False
+
+    async def _refuse(self, send: Send, exchange: Exchange, state: str, reason: str) -> None:
+        status, code = (
+            (403, jsonrpc.SESSION_KILLED) if state == "killed" else (503, jsonrpc.SESSION_SUSPENDED)
+        )
+        text = f"This session was {state} by an operator" + (f": {reason}" if reason else ".")
+        event = exchange.event(
+            decision="refused",
+            result="error",
+            data={"reason": f"session_{state}", "detail": reason},
+        )
+        if await self._durable(send, exchange, event):
+            await rpc_error(
+                send,
+                status,
+                code,
+                text,
+                id=exchange.msg.id,
+                data={"state": state, "reason": reason},
+            )
+            self.sessions.note_call(exchange, denied=True, error=False)
+
+    async def _rate_limited(
+        self, send: Send, exchange: Exchange, retry_after_s: float, *, rule: bool
+    ) -> None:
+        retry = max(1, int(retry_after_s + 0.999))
+        event = exchange.event(
+            decision="rate_limited", result="error", data={"retry_after_s": round(retry_after_s, 3)}
+        )
+        if await self._durable(send, exchange, event):
+            await rpc_error(
+                send,
+                429,
+                jsonrpc.RATE_LIMITED,
+                f"Rate limit exceeded; retry after {retry} s.",
+                id=exchange.msg.id,
+                data={"retry_after_s": retry},
+                headers=[(b"retry-after", str(retry).encode())],
+            )
+            self.sessions.note_call(exchange, denied=True, error=False)
+
+    async def _deny(self, send: Send, exchange: Exchange, decision: Any) -> None:
+        event = exchange.event(decision="deny", result="denied", decision_obj=decision)
+        if not await self._durable(send, exchange, event):
+            return
+        text = exchange.denial_text(decision)
+        if exchange.msg.method == "tools/call":
+            body = jsonrpc.tool_error_result(
+                exchange.msg.id,
+                text,
+                modern=exchange.era.modern,
+                meta={"igris/decision": exchange.decision_meta(decision)},
+            )
+        else:
+            body = jsonrpc.error_response(
+                exchange.msg.id,
+                jsonrpc.FORBIDDEN,
+                text,
+                {"igris/decision": exchange.decision_meta(decision)},
+            )
+        await send_bytes(send, 200, jsonrpc.dumps(body), headers=exchange.response_headers())
+        self.sessions.note_call(exchange, denied=True, error=False)
+
+    # --- forwarding ------------------------------------------------------------------------
+
+    async def _forward(
+        self, send: Send, exchange: Exchange, headers: dict[str, str], body: bytes, *, decision: Any
+    ) -> None:
+        msg = exchange.msg
+        upstream_headers = eras.upstream_headers(headers, exchange.server, exchange.binding)
+        t_up = time.perf_counter()
+        try:
+            response = await self.upstream.request(
+                "POST",
+                exchange.server.url,
+                headers=upstream_headers,
+                body=body,
+                connect_timeout_s=exchange.server.connect_timeout_s,
+                total_timeout_s=exchange.server.total_timeout_s,
+            )
+        except UpstreamError as exc:
+            exchange.upstream_ms = (time.perf_counter() - t_up) * 1000
+            if msg.kind != "request":
+                await rpc_error(send, exc.status, exc.code, exc.message)
+                return
+            event = exchange.event(
+                decision=decision.action if decision else "allow",
+                result="upstream_error",
+                decision_obj=decision,
+                data={"error": exc.message},
+            )
+            if await self._durable(send, exchange, event):
+                await rpc_error(send, exc.status, exc.code, exc.message, id=msg.id)
+                self.sessions.note_call(exchange, denied=False, error=True)
+            return
+        exchange.upstream_status = response.status
+        if msg.kind != "request":
+            # Notifications and client responses: 202 with an empty body when accepted.
+            await response.read(self.max_body)
+            response.release()
+            await send_bytes(send, response.status, b"", content_type=None)
+            return
+        if msg.method == "initialize" and not exchange.era.modern and response.status == 200:
+            exchange.session_id = new_session_id()
+            binding = {
+                "org": exchange.org.id,
+                "who": exchange.principal.identity,
+                "server": exchange.server.id,
+                "up": response.headers.get("mcp-session-id", ""),
+            }
+            try:
+                await self.hotstate.set_flag(
+                    flags.session_binding(exchange.session_id),
+                    json.dumps(binding),
+                    ttl_s=float(settings.IGRIS_SESSION_TTL_S),
+                )
+            except Exception:
+                response.close()
+                log.exception("could not store session binding")
+                await rpc_error(
+                    send,
+                    503,
+                    jsonrpc.AUDIT_UNAVAILABLE,
+                    "igris cannot reach its state store.",
+                    id=msg.id,
+                )
+                return
+        await stream_response(self, send, exchange, response, decision=decision, t_upstream=t_up)
+
+    async def _stream_or_delete(
+        self,
+        method: str,
+        receive: Receive,
+        send: Send,
+        headers: dict[str, str],
+        principal: Principal,
+        server: ServerConfig,
+    ) -> None:
+        version = headers.get("mcp-protocol-version")
+        if version in eras.MODERN_VERSIONS:
+            # Modern era has no standalone stream and no sessions (MCP 2026-07-28).
+            await rpc_error(
+                send,
+                405,
+                jsonrpc.INVALID_REQUEST,
+                f"{method} is not used in protocol {version}.",
+                headers=[(b"allow", b"POST")],
+            )
+            return
+        session_id = headers.get("mcp-session-id")
+        if not session_id:
+            await rpc_error(
+                send, 400, jsonrpc.INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header."
+            )
+            return
+        keys = [
+            flags.session_binding(session_id),
+            flags.kill_session(session_id),
+            flags.kill_org(principal.org_id),
+            flags.kill_server(server.id),
+        ]
+        if principal.key_id:
+            keys.append(flags.kill_key(principal.key_id))
+        try:
+            values = await self.hotstate.get_flags(keys)
+        except Exception:
+            await rpc_error(
+                send, 503, jsonrpc.AUDIT_UNAVAILABLE, "igris cannot reach its state store."
+            )
+            return
+        binding = _parse_binding(values[0])
+        if (
+            binding is None
+            or binding.get("who") != principal.identity
+            or binding.get("server") != server.id
+        ):
+            await rpc_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found.")
+            return
+        killed = next((flags.parse_kill(v) for v in values[1:] if v), None)
+        if killed is not None:
+            await rpc_error(
+                send,
+                403 if killed[0] == "killed" else 503,
+                jsonrpc.SESSION_KILLED if killed[0] == "killed" else jsonrpc.SESSION_SUSPENDED,
+                f"This session was {killed[0]} by an operator.",
+            )
+            return
+        upstream_headers = eras.upstream_headers(headers, server, binding)
+        try:
+            response = await self.upstream.request(
+                method,
+                server.url,
+                headers=upstream_headers,
+                body=None,
+                connect_timeout_s=server.connect_timeout_s,
+                total_timeout_s=server.total_timeout_s,
+            )
+        except UpstreamError as exc:
+            await rpc_error(send, exc.status, exc.code, exc.message)
+            return
+        if method == "DELETE":
+            await response.read(self.max_body)
+            response.release()
+            if response.status < 300:
+                try:
+                    await self.hotstate.delete_flag(flags.session_binding(session_id))
+                except Exception:
+                    log.warning("could not drop session binding %s", session_id)
+                self.sessions.note_closed(session_id)
+            await send_bytes(send, response.status, b"", content_type=None)
+            return
+        exchange = Exchange(
+            principal=principal,
+            server=server,
+            org=None,
+            msg=None,
+            era=eras.LEGACY_ERA,
+            session_id=session_id,
+            binding=binding,
+            started=time.perf_counter(),
+            request_bytes=0,
+            receive=receive,
+        )
+        await stream_response(
+            self, send, exchange, response, decision=None, t_upstream=time.perf_counter()
+        )
+
+
+def _parse_binding(value: str | None) -> dict[str, Any] | None:
+    if not value:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def build_proxy_app() -> ProxyApp:
+    return ProxyApp()

@@ -1,0 +1,113 @@
+"""Audit events of proxied requests: built here, made durable before the answer is sent.
+
+Durability (DESIGN.md §3): with Redis the event is appended to the audit stream; in the embedded
+default it is committed to the database outbox. If neither works the proxy fails closed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from governance.events import AUDIT_STREAM
+
+SECRET_KEY_PATTERN = re.compile(
+    r"(pass(word|wd)?|secret|token|api[_-]?key|auth(orization)?|credential|private[_-]?key|"
+    r"session[_-]?id|cookie|bearer|access[_-]?key)",
+    re.IGNORECASE,
+)
+SECRET_VALUE_PATTERN = re.compile(
+    r"^(ig_[A-Za-z0-9_-]{20,}|sk-[A-Za-z0-9_-]{16,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}|"
+    r"AKIA[0-9A-Z]{16}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{5,})$"
+)
+MASK = "***"
+MAX_ARG_BYTES = 16 * 1024
+
+
+def redact(value: Any, extra_keys: frozenset[str] = frozenset(), depth: int = 0) -> Any:
+    """Mask values under secret-looking keys and values that look like known credentials."""
+    if depth > 20:
+        return MASK
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            key = str(k)
+            if key.lower() in extra_keys or SECRET_KEY_PATTERN.search(key):
+                out[key] = MASK
+            else:
+                out[key] = redact(v, extra_keys, depth + 1)
+        return out
+    if isinstance(value, list):
+        return [redact(v, extra_keys, depth + 1) for v in value]
+    if isinstance(value, str) and SECRET_VALUE_PATTERN.match(value.strip()):
+        return MASK
+    return value
+
+
+def args_digest(arguments: Any) -> str | None:
+    if arguments is None:
+        return None
+    canonical = json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def bounded_arguments(arguments: Any, extra_keys: frozenset[str]) -> Any:
+    if arguments is None:
+        return None
+    redacted = redact(arguments, extra_keys)
+    encoded = json.dumps(redacted, ensure_ascii=False)
+    if len(encoded) > MAX_ARG_BYTES:
+        return {"_truncated": True, "_bytes": len(encoded)}
+    return redacted
+
+
+def build_event(
+    *,
+    org_id: str,
+    type: str,
+    actor: dict[str, Any],
+    fields: dict[str, Any],
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    event = {
+        "id": str(uuid.uuid4()),
+        "org_id": org_id,
+        "type": type,
+        "source": "proxy",
+        "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+        "actor": actor,
+        "data": data or {},
+    }
+    event.update(fields)
+    return event
+
+
+class AuditUnavailable(Exception):
+    pass
+
+
+async def record(hotstate: Any, event: dict[str, Any], *, embedded: bool) -> None:
+    """Make the event durable or raise AuditUnavailable (the caller then fails closed)."""
+    payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
+    try:
+        if embedded:
+            await _record_db(event)
+        else:
+            await hotstate.stream_append(AUDIT_STREAM, {"event": payload})
+    except Exception as exc:
+        raise AuditUnavailable(str(exc)) from exc
+
+
+async def _record_db(event: dict[str, Any]) -> None:
+    from asgiref.sync import sync_to_async
+
+    def write() -> None:
+        from governance.models import PendingEvent
+
+        PendingEvent.objects.create(org_id=event["org_id"], payload=event)
+
+    await sync_to_async(write, thread_sensitive=True)()

@@ -1,0 +1,189 @@
+"""Per-process caches of the hot path, kept fresh by hot-state notifications.
+
+Nothing here is the source of truth: servers and policy versions live in the database, kill
+flags and session bindings in hot state. Every cache entry is dropped when a flag announces a
+change, and has a TTL as a safety net.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from governance import runtime_flags as flags
+
+log = logging.getLogger("igris.proxy")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    id: str
+    org_id: str
+    slug: str
+    url: str
+    auth_header: tuple[str, str] | None
+    connect_timeout_s: float
+    total_timeout_s: float
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class OrgConfig:
+    id: str
+    slug: str
+    posture: str
+    block_drifted_tools: bool
+    redact_keys: frozenset[str]
+
+
+def _load_server(org_id: str, slug: str) -> ServerConfig | None:
+    from django.db import connection
+
+    from governance import crypto
+    from governance.models import McpServer
+
+    try:
+        server = McpServer.objects.filter(org_id=org_id, slug=slug).first()
+        if server is None:
+            return None
+        header: tuple[str, str] | None = None
+        if server.auth_type != "none" and server.credential_encrypted:
+            secret = crypto.decrypt(server.credential_encrypted, context=str(server.id))
+            if server.auth_type == "bearer":
+                header = ("Authorization", f"Bearer {secret}")
+            else:
+                header = (server.auth_header_name, secret)
+        return ServerConfig(
+            str(server.id),
+            str(server.org_id),
+            server.slug,
+            server.upstream_url,
+            header,
+            server.connect_timeout_s,
+            server.total_timeout_s,
+            server.enabled,
+        )
+    finally:
+        connection.close()
+
+
+def _load_org(org_id: str) -> OrgConfig | None:
+    from django.db import connection
+
+    from governance.models import Organization
+
+    try:
+        org = Organization.objects.filter(pk=org_id).first()
+        if org is None:
+            return None
+        return OrgConfig(
+            str(org.id),
+            org.slug,
+            org.default_posture,
+            org.block_drifted_tools,
+            frozenset(str(k).lower() for k in (org.redact_argument_keys or [])),
+        )
+    finally:
+        connection.close()
+
+
+def _load_snapshot(org_id: str) -> Any:
+    from django.db import connection
+
+    from governance.policy_store import snapshot_for_org
+
+    try:
+        return snapshot_for_org(org_id)
+    finally:
+        connection.close()
+
+
+class TtlCache:
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._data: dict[Any, tuple[float, Any]] = {}
+        self._locks: dict[Any, asyncio.Lock] = {}
+
+    def drop(self, predicate: Any = None) -> None:
+        if predicate is None:
+            self._data.clear()
+            return
+        for key in [k for k in self._data if predicate(k)]:
+            self._data.pop(key, None)
+
+    async def get(self, key: Any, loader: Any, *args: Any) -> Any:
+        hit = self._data.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+            return hit[1]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._data.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+                return hit[1]
+            value = await sync_to_async(loader, thread_sensitive=False)(*args)
+            self._data[key] = (time.monotonic(), value)
+            return value
+
+
+class Runtime:
+    """What one proxy process keeps in memory."""
+
+    def __init__(self, *, ttl_s: float = 30.0) -> None:
+        self.servers = TtlCache(ttl_s)
+        self.orgs = TtlCache(ttl_s)
+        self.snapshots = TtlCache(ttl_s)
+        # Local view of kill flags, pushed by notifications, so open streams close within a
+        # second; requests still read the flags from hot state.
+        self.killed: dict[str, str] = {}
+        self.kill_generation = 0
+
+    async def server(self, org_id: str, slug: str) -> ServerConfig | None:
+        return await self.servers.get((org_id, slug), _load_server, org_id, slug)
+
+    async def org(self, org_id: str) -> OrgConfig | None:
+        return await self.orgs.get(org_id, _load_org, org_id)
+
+    async def snapshot(self, org_id: str) -> Any:
+        return await self.snapshots.get(org_id, _load_snapshot, org_id)
+
+    def on_flag(self, key: str, value: str | None) -> None:
+        if key.startswith("kill:"):
+            if value:
+                self.killed[key] = value
+            else:
+                self.killed.pop(key, None)
+            self.kill_generation += 1
+        elif key.startswith("policy:"):
+            org_id = key.split(":", 1)[1]
+            self.snapshots.drop(lambda k: k == org_id)
+        elif key.startswith("server:"):
+            org_id = key.split(":", 1)[1]
+            self.servers.drop(lambda k: k[0] == org_id)
+            self.orgs.drop(lambda k: k == org_id)
+
+    def local_kill(self, keys: list[str]) -> tuple[str, str] | None:
+        for key in keys:
+            parsed = flags.parse_kill(self.killed.get(key))
+            if parsed:
+                return parsed
+        return None
+
+    async def listen(self, hotstate: Any) -> None:
+        while True:
+            try:
+                async with hotstate.subscribe_flags() as changes:
+                    async for key, value in changes:
+                        self.on_flag(key, value)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("proxy flag listener failed; dropping caches and retrying")
+                self.servers.drop()
+                self.orgs.drop()
+                self.snapshots.drop()
+                await asyncio.sleep(1.0)

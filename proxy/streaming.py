@@ -1,0 +1,481 @@
+"""One proxied exchange and the streaming of the upstream answer back to the client.
+
+JSON answers are read (bounded), rewritten when a list must be filtered, audited, then sent. SSE
+answers are streamed event by event without buffering the stream: ids, `retry:` and comments
+pass through unchanged, keep-alive comments fill silences, the final response is audited before
+it is forwarded, and a kill closes the stream within a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from governance import runtime_flags as flags
+from governance.hotstate import RateCheck
+from proxy import audit, eras, jsonrpc
+from proxy.http import Send
+from proxy.jsonrpc import Message
+from proxy.sse import SseEvent, SseParser, SseTooLarge
+from proxy.upstream import UpstreamError, UpstreamResponse
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+KILL_TICK_S = 0.5
+
+
+@dataclass
+class Exchange:
+    principal: Any
+    server: Any
+    org: Any
+    msg: Message | None
+    era: eras.Era
+    session_id: str | None
+    binding: dict[str, Any] | None
+    started: float
+    request_bytes: int
+    snapshot: Any = None
+    upstream_status: int | None = None
+    upstream_ms: float | None = None
+    response_bytes: int = 0
+    receive: Any = None
+
+    def client_info(self) -> dict[str, Any] | None:
+        return eras.client_info(self.msg)
+
+    def call_context(self) -> Any:
+        from governance.policy.engine import CallContext
+
+        msg = self.msg
+        assert msg is not None
+        return CallContext(
+            org_id=self.principal.org_id,
+            server_slug=self.server.slug,
+            method=msg.method or "",
+            name=msg.name,
+            arguments=msg.arguments,
+            key_id=self.principal.key_id,
+            key_tags=frozenset(self.principal.key_tags),
+            role=self.principal.role,
+            now=datetime.now(UTC),
+        )
+
+    def rule_rate_check(self, decision: Any) -> RateCheck:
+        limit = decision.rate_limit
+        per = getattr(limit, "per", "key")
+        scope_value = {
+            "org": self.principal.org_id,
+            "session": self.session_id or self.principal.identity,
+        }.get(per, self.principal.identity)
+        return RateCheck(
+            key=f"rule:{self.principal.org_id}:{decision.rule_id}:{per}:{scope_value}",
+            limit=int(limit.limit),
+            period_s=float(limit.window_s),
+        )
+
+    def decision_meta(self, decision: Any) -> dict[str, Any]:
+        return {
+            "action": decision.action,
+            "rule": decision.rule_id,
+            "version": decision.version,
+            "reason": decision.reason,
+        }
+
+    def denial_text(self, decision: Any) -> str:
+        where = f"rule {decision.rule_id}" if decision.rule_id else "the default posture"
+        version = f" (policy v{decision.version})" if decision.version else ""
+        text = f"Denied by igris: {where}{version}"
+        if decision.message:
+            text += f": {decision.message}"
+        return text
+
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        if not self.session_id:
+            return []
+        if self.era.modern:
+            return [(b"igris-session-id", self.session_id.encode())]
+        return [(b"mcp-session-id", self.session_id.encode())]
+
+    def event(
+        self,
+        *,
+        decision: str,
+        result: str,
+        decision_obj: Any = None,
+        data: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        msg = self.msg
+        method = msg.method if msg else None
+        arguments = msg.arguments if msg else None
+        redact_keys = self.org.redact_keys if self.org is not None else frozenset()
+        fields = {
+            "server_id": self.server.id,
+            "server_slug": self.server.slug,
+            "session_id": self.session_id,
+            "key_id": self.principal.key_id,
+            "method": method,
+            "tool": msg.name if msg else None,
+            "decision": decision,
+            "rule_id": getattr(decision_obj, "rule_id", None),
+            "policy_version": getattr(decision_obj, "version", None),
+            "latency_ms": round((time.perf_counter() - self.started) * 1000, 3),
+            "upstream_ms": round(self.upstream_ms, 3) if self.upstream_ms is not None else None,
+            "upstream_status": self.upstream_status,
+            "result": result,
+            "request_bytes": self.request_bytes,
+            "response_bytes": self.response_bytes,
+            "args_digest": audit.args_digest(arguments),
+            "arguments": audit.bounded_arguments(arguments, redact_keys),
+            "client_info": self.client_info(),
+            "protocol_version": self.era.version,
+        }
+        payload = dict(data or {})
+        if decision_obj is not None and getattr(decision_obj, "reason", None):
+            payload.setdefault("reason", decision_obj.reason)
+        kind = "tool_call" if method == "tools/call" else "mcp_request"
+        return audit.build_event(
+            org_id=self.principal.org_id,
+            type=kind,
+            actor=self.principal.actor(),
+            fields=fields,
+            data=payload,
+        )
+
+    def kill_keys(self) -> list[str]:
+        keys = [flags.kill_org(self.principal.org_id), flags.kill_server(self.server.id)]
+        if self.principal.key_id:
+            keys.append(flags.kill_key(self.principal.key_id))
+        if self.session_id:
+            keys.append(flags.kill_session(self.session_id))
+        return keys
+
+
+def _filter_list(exchange: Exchange, message: dict[str, Any]) -> bool:
+    """Hide listed items the policy would deny; True when the message changed."""
+    msg = exchange.msg
+    if msg is None or msg.method not in eras.LIST_METHODS or exchange.snapshot is None:
+        return False
+    result = message.get("result")
+    if not isinstance(result, dict):
+        return False
+    field, key = eras.LIST_METHODS[msg.method]
+    items = result.get(field)
+    if not isinstance(items, list):
+        return False
+    target = {
+        "tools/list": "tools/call",
+        "prompts/list": "prompts/get",
+        "resources/list": "resources/read",
+    }[msg.method]
+    kept = exchange.snapshot.filter_items(exchange.call_context(), target, items, key)
+    if exchange.era.modern:
+        # A per-caller filtered list must not be cached by shared intermediaries (MCP 2026-07-28).
+        result["cacheScope"] = "private"
+    result[field] = kept
+    return True
+
+
+def _outcome(message: dict[str, Any] | None) -> str:
+    return jsonrpc.result_outcome(message) if message is not None else "upstream_error"
+
+
+async def stream_response(
+    app: Any,
+    send: Send,
+    exchange: Exchange,
+    response: UpstreamResponse,
+    *,
+    decision: Any,
+    t_upstream: float,
+) -> None:
+    content_type = response.content_type
+    msg = exchange.msg
+    if content_type == "text/event-stream" and response.status == 200:
+        await _stream_sse(app, send, exchange, response, decision=decision, t_upstream=t_upstream)
+        return
+    try:
+        body = await response.read(app.max_response)
+    except UpstreamError as exc:
+        response.close()
+        exchange.upstream_ms = (time.perf_counter() - t_upstream) * 1000
+        await _fail(app, send, exchange, exc.status, exc.code, exc.message, decision)
+        return
+    response.release()
+    exchange.upstream_ms = (time.perf_counter() - t_upstream) * 1000
+    message: dict[str, Any] | None = None
+    if content_type == "application/json" and body:
+        try:
+            parsed = json.loads(body)
+            message = parsed if isinstance(parsed, dict) else None
+        except ValueError:
+            message = None
+        if message is None and response.status == 200:
+            await _fail(
+                app,
+                send,
+                exchange,
+                502,
+                jsonrpc.UPSTREAM_PROTOCOL,
+                "The upstream server answered with invalid JSON.",
+                decision,
+            )
+            return
+    if message is not None and response.status == 200 and _filter_list(exchange, message):
+        body = jsonrpc.dumps(message)
+    exchange.response_bytes = len(body)
+    if msg is not None:
+        event = exchange.event(
+            decision=decision.action if decision else "allow",
+            result=_outcome(message) if response.status < 400 else "upstream_error",
+            decision_obj=decision,
+        )
+        if not await app._durable(send, exchange, event):
+            return
+        app.sessions.note_call(exchange, denied=False, error=event["result"] != "ok")
+    headers = exchange.response_headers() if response.status < 400 or exchange.era.modern else []
+    ctype = content_type.encode() if content_type else None
+    await _send_plain(send, response.status, body, ctype, headers)
+
+
+async def _send_plain(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes | None,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    out = list(headers)
+    if content_type:
+        out.append((b"content-type", content_type))
+    out.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _fail(
+    app: Any, send: Send, exchange: Exchange, status: int, code: int, message: str, decision: Any
+) -> None:
+    if exchange.msg is not None:
+        event = exchange.event(
+            decision=decision.action if decision else "allow",
+            result="upstream_error",
+            decision_obj=decision,
+            data={"error": message},
+        )
+        if not await app._durable(send, exchange, event):
+            return
+        app.sessions.note_call(exchange, denied=False, error=True)
+    await _send_plain(
+        send,
+        status,
+        jsonrpc.dumps(
+            jsonrpc.error_response(exchange.msg.id if exchange.msg else None, code, message)
+        ),
+        b"application/json",
+        [],
+    )
+
+
+async def _watch_disconnect(receive: Any, gone: asyncio.Event) -> None:
+    if receive is None:
+        return
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+async def _stream_sse(
+    app: Any,
+    send: Send,
+    exchange: Exchange,
+    response: UpstreamResponse,
+    *,
+    decision: Any,
+    t_upstream: float,
+) -> None:
+    msg = exchange.msg
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": SSE_HEADERS + exchange.response_headers(),
+        }
+    )
+    parser = SseParser()
+    chunks = response.chunks().__aiter__()
+    gone = asyncio.Event()
+    watcher = asyncio.create_task(_watch_disconnect(exchange.receive, gone))
+    kill_keys = exchange.kill_keys()
+    final_sent = False
+    last_data = time.monotonic()
+    pending: asyncio.Task[bytes] | None = None
+    try:
+        while not gone.is_set():
+            if pending is None:
+                pending = asyncio.ensure_future(chunks.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=KILL_TICK_S)
+            killed = app.runtime.local_kill(kill_keys)
+            if killed is not None:
+                await _send_kill_event(send, exchange, killed)
+                return
+            if not done:
+                if time.monotonic() - last_data >= app.keepalive_s:
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": b": keep-alive\n\n",
+                            "more_body": True,
+                        }
+                    )
+                    last_data = time.monotonic()
+                continue
+            task, pending = pending, None
+            try:
+                chunk = task.result()
+            except StopAsyncIteration:
+                break
+            except UpstreamError as exc:
+                if msg is not None and not final_sent:
+                    await _sse_fail(app, send, exchange, exc.code, exc.message, decision)
+                    final_sent = True
+                return
+            last_data = time.monotonic()
+            try:
+                events = parser.feed(chunk)
+            except SseTooLarge as exc:
+                if msg is not None and not final_sent:
+                    await _sse_fail(
+                        app, send, exchange, jsonrpc.UPSTREAM_PROTOCOL, str(exc), decision
+                    )
+                    final_sent = True
+                return
+            for ev in events:
+                done_now = await _forward_event(app, send, exchange, ev, decision, t_upstream)
+                if done_now:
+                    final_sent = True
+            if final_sent and msg is not None:
+                return
+        if msg is not None and not final_sent and not gone.is_set():
+            await _sse_fail(
+                app,
+                send,
+                exchange,
+                jsonrpc.UPSTREAM_PROTOCOL,
+                "The upstream stream ended without a response.",
+                decision,
+            )
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        watcher.cancel()
+        with contextlib.suppress(BaseException):
+            await watcher
+        # Closing the upstream response tells the upstream the client is gone (modern-era cancel).
+        response.close()
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _forward_event(
+    app: Any, send: Send, exchange: Exchange, ev: SseEvent, decision: Any, t_upstream: float
+) -> bool:
+    """Forward one event; True when it carried the final response of this request."""
+    msg = exchange.msg
+    raw = ev.raw
+    is_final = False
+    if msg is not None and ev.data:
+        try:
+            message = json.loads(ev.data)
+        except ValueError:
+            message = None
+        if (
+            isinstance(message, dict)
+            and message.get("id") == msg.id
+            and ("result" in message or "error" in message)
+        ):
+            is_final = True
+            if _filter_list(exchange, message):
+                raw = ev.encode_with_data(
+                    json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+                )
+            exchange.upstream_ms = (time.perf_counter() - t_upstream) * 1000
+            exchange.response_bytes = len(raw)
+            event = exchange.event(
+                decision=decision.action if decision else "allow",
+                result=_outcome(message),
+                decision_obj=decision,
+            )
+            try:
+                await audit.record(app.hotstate, event, embedded=app.embedded_audit)
+            except audit.AuditUnavailable:
+                await _send_event(
+                    send,
+                    jsonrpc.error_response(
+                        msg.id,
+                        jsonrpc.AUDIT_UNAVAILABLE,
+                        "igris cannot record this call in its audit log; its result is withheld.",
+                    ),
+                )
+                return True
+            app.sessions.note_call(exchange, denied=False, error=event["result"] != "ok")
+    await send({"type": "http.response.body", "body": raw, "more_body": True})
+    return is_final
+
+
+async def _send_event(send: Send, message: dict[str, Any]) -> None:
+    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    await send(
+        {
+            "type": "http.response.body",
+            "body": f"event: message\r\ndata: {data}\r\n\r\n".encode(),
+            "more_body": True,
+        }
+    )
+
+
+async def _sse_fail(
+    app: Any, send: Send, exchange: Exchange, code: int, message: str, decision: Any
+) -> None:
+    event = exchange.event(
+        decision=decision.action if decision else "allow",
+        result="upstream_error",
+        decision_obj=decision,
+        data={"error": message},
+    )
+    try:
+        await audit.record(app.hotstate, event, embedded=app.embedded_audit)
+    except audit.AuditUnavailable:
+        message = "igris cannot record this call in its audit log."
+        code = jsonrpc.AUDIT_UNAVAILABLE
+    app.sessions.note_call(exchange, denied=False, error=True)
+    await _send_event(
+        send, jsonrpc.error_response(exchange.msg.id if exchange.msg else None, code, message)
+    )
+
+
+async def _send_kill_event(send: Send, exchange: Exchange, killed: tuple[str, str]) -> None:
+    state, reason = killed
+    if exchange.msg is not None:
+        code = jsonrpc.SESSION_KILLED if state == "killed" else jsonrpc.SESSION_SUSPENDED
+        await _send_event(
+            send,
+            jsonrpc.error_response(
+                exchange.msg.id,
+                code,
+                f"This session was {state} by an operator" + (f": {reason}" if reason else "."),
+                {"state": state, "reason": reason},
+            ),
+        )

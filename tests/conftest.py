@@ -1,0 +1,105 @@
+"""The cast and shared fixtures.
+
+Organisation "acme" with alice (owner) and bob (developer); organisation "globex" with charlie
+(owner). Charlie must never see acme's objects.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+os.environ.setdefault("IGRIS_ENV", "test")
+# Each test run gets its own hot-state/cache namespace so runs never see each other's keys.
+os.environ.setdefault("IGRIS_HOTSTATE_PREFIX", f"igris-test-{uuid.uuid4().hex[:8]}:")
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    from django.conf import settings
+
+    yield
+    if not settings.configured:
+        return
+    from django.core.cache import cache
+
+    if settings.REDIS_URL:
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+
+
+def _user(email: str):
+    from allauth.account.models import EmailAddress
+
+    from governance.models import User
+
+    user = User.objects.create_user(email=email, password=PASSWORD)
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    return _user("alice@acme.test")
+
+
+@pytest.fixture
+def bob(db):
+    return _user("bob@acme.test")
+
+
+@pytest.fixture
+def charlie(db):
+    return _user("charlie@globex.test")
+
+
+@pytest.fixture
+def acme(alice, bob):
+    from governance.models import Membership
+    from governance.services import organization_create
+
+    org = organization_create(name="Acme", owner=alice, slug="acme")
+    Membership.objects.create(org=org, user=bob, role="developer")
+    return org
+
+
+@pytest.fixture
+def globex(charlie):
+    from governance.services import organization_create
+
+    return organization_create(name="Globex", owner=charlie, slug="globex")
+
+
+@pytest.fixture
+def acme_key(acme, alice):
+    """An acme API key with every scope but admin: (ApiKey, plaintext)."""
+    from governance.services import api_key_create
+
+    return api_key_create(
+        org=acme, actor=alice, name="acme agents", scopes=["proxy", "read", "write", "ingest"]
+    )
+
+
+@pytest.fixture
+def globex_key(globex, charlie):
+    from governance.services import api_key_create
+
+    return api_key_create(
+        org=globex, actor=charlie, name="globex agents", scopes=["proxy", "read", "write", "ingest"]
+    )
+
+
+def login(client, user) -> None:
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")

@@ -1,0 +1,111 @@
+"""The embedded default, started as `make run` starts it, in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.slow
+def test_make_run_starts_serves_a_demo_login_and_stops_cleanly(tmp_path):
+    port, upstream_port = free_port(), free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "IGRIS_ENV", "DJANGO_SETTINGS_MODULE"}
+    }
+    env.update(
+        IGRIS_VAR_DIR=str(tmp_path / "var"),
+        PORT=str(port),
+        IGRIS_DEMO_UPSTREAM_PORT=str(upstream_port),
+        PYTHONUNBUFFERED="1",
+    )
+    log = (tmp_path / "run.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "igris_run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        health = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert health is not None, (tmp_path / "run.log").read_text()
+        assert health.status_code == 200
+        assert health.json()["checks"] == {
+            "database": {"ok": True, "vendor": "sqlite"},
+            "hotstate": {"ok": True, "backend": "memory"},
+        }
+        demo = json.loads((tmp_path / "var" / "demo.json").read_text())
+        assert set(demo) == {
+            "console_url",
+            "email",
+            "password",
+            "api_key",
+            "proxy_url",
+            "server_slug",
+            "upstream_url",
+        }
+        assert demo["api_key"].startswith("ig_")
+        assert demo["proxy_url"] == f"{base}/proxy/{demo['server_slug']}/mcp"
+        printed = (tmp_path / "run.log").read_text()
+        for value in (demo["email"], demo["password"], demo["api_key"], demo["proxy_url"]):
+            assert value in printed
+        assert _port_open(upstream_port)
+
+        with httpx.Client(base_url=base, timeout=10) as client:
+            page = client.get("/accounts/login/")
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+            answer = client.post(
+                "/accounts/login/",
+                data={
+                    "csrfmiddlewaretoken": token,
+                    "login": demo["email"],
+                    "password": demo["password"],
+                },
+                headers={"Referer": f"{base}/accounts/login/"},
+            )
+            assert answer.status_code == 302, answer.text[:2000]
+            assert "igris.session_token" in client.cookies
+            home = client.get("/", follow_redirects=True)
+            assert home.status_code == 200
+            assert "Demo Org" in home.text
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "run.log").read_text()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (_port_open(port) or _port_open(upstream_port)):
+        time.sleep(0.2)
+    assert not _port_open(port) and not _port_open(upstream_port)
