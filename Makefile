@@ -24,13 +24,26 @@ system-deps:
 	  echo "installing chromium (Debian)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core; }
 
+# Third-party MCP clients for tests/compat: the Python SDK 1.x in its own venv (1.x and 2.x
+# cannot share one) and the MCP Inspector CLI from npm. Both pinned; fast when already there.
+compat-deps: $(UV)
+	@test -x .venv-mcp1/bin/python || $(UV) venv --python 3.11 .venv-mcp1
+	@$(UV) pip install --quiet --python .venv-mcp1/bin/python -r tests/compat/requirements-mcp1.txt
+	@if ! command -v node >/dev/null 2>&1; then \
+	  echo "compat-deps: node is missing; skipping the MCP Inspector (its tests will skip)"; \
+	elif [ tests/compat/node_modules/.package-lock.json -nt tests/compat/package-lock.json ]; then \
+	  :; \
+	else \
+	  npm ci --prefix tests/compat --no-audit --no-fund; \
+	fi
+
 run: install
 	$(PY) manage.py igris_run
 
 migrate: install
 	$(PY) manage.py migrate
 
-test: install system-deps
+test: install system-deps compat-deps
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	  $(UV) run --frozen pytest $(PYTEST_ARGS)
 

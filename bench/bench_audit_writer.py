@@ -5,9 +5,10 @@ N synthetic proxy `tool_call` envelopes over 10 organisations are stored with th
 - direct_copy / direct_bulk_create: `append_events` in batches of 500 (one transaction each),
   inserting with COPY or with INSERT (`bulk_create`);
 - stream: the proxy's path. Entries are appended to the Redis audit stream first (not timed: the
-  proxy pays that), then `drain_stream` reads them with the consumer group, stores, acknowledges
-  and publishes each event to the live feed; timed once with the live publish and once without
-  (publish replaced by a no-op) to show what the per-event PUBLISH round trip costs;
+  proxy pays that), then the writer reads them with the consumer group, stores, acknowledges
+  and publishes each event to the live feed: with the publish turned into a no-op, with
+  run_forever's publisher task (stored = durable; all_published_after_s = feed caught up), and
+  with drain_stream's inline publish (one PUBLISH round trip per event, awaited);
 
 against direct baselines in the same run: COPY of the same rows with no chain work (hashes
 precomputed: the database's share), and the chain alone in Python with no database (validation,
@@ -53,6 +54,8 @@ from compliance.audit.chain import GENESIS  # noqa: E402
 from compliance.audit.verify import verify_chain  # noqa: E402
 from compliance.audit.writer import (  # noqa: E402
     Incoming,
+    LivePublisher,
+    StreamDrainer,
     _insert_copy,
     _row,
     append_events,
@@ -167,23 +170,40 @@ class _NoPublish:
         return None
 
 
-async def stream(n: int, *, publish: bool) -> dict[str, Any]:
+async def stream(n: int, *, publish: str) -> dict[str, Any]:
+    """publish: "none" (no-op), "inline" (drain_stream as is) or "task" (run_forever's way)."""
     hotstate = RedisHotState(settings.REDIS_URL, prefix=f"igris-bench-{uuid.uuid4().hex[:8]}:")
     try:
         batch = envelopes(n, [uuid.uuid4() for _ in range(ORGS)])
         entries = [{"event": json.dumps(e)} for e in batch]
         for i in range(0, n, 1000):
             await hotstate.stream_append_many(AUDIT_STREAM, entries[i : i + 1000])
-        target: Any = hotstate if publish else _NoPublish(hotstate)
+        extra: dict[str, Any] = {"live_publish": publish}
         start = time.perf_counter()
-        stored = await drain_stream(target, BATCH, consumer="bench")
-        seconds = time.perf_counter() - start
+        if publish == "task":
+            stop = asyncio.Event()
+            publisher = LivePublisher(hotstate, limit=n)
+            task = asyncio.create_task(publisher.run(stop))
+            drainer = StreamDrainer(
+                hotstate, batch=BATCH, consumer="bench", publish=publisher.offer
+            )
+            while await drainer.read_once():
+                pass
+            stored, seconds = drainer.stored, time.perf_counter() - start
+            stop.set()
+            await task
+            extra["all_published_after_s"] = round(time.perf_counter() - start, 3)
+            assert publisher.published == n, publisher.published
+        else:
+            target: Any = hotstate if publish == "inline" else _NoPublish(hotstate)
+            stored = await drain_stream(target, BATCH, consumer="bench")
+            seconds = time.perf_counter() - start
         assert stored == n, stored
         pending = await hotstate.stream_pending_claim(
             AUDIT_STREAM, writer.GROUP, "inspector", min_idle_ms=0, count=10
         )
         assert pending == [], pending
-        return rate(n, seconds, live_publish=publish)
+        return rate(n, seconds, **extra)
     finally:
         await hotstate.redis.delete(hotstate._key("stream", AUDIT_STREAM))
         await hotstate.close()
@@ -217,8 +237,9 @@ def main() -> None:
             "chain_only_python": chain_only(n),
             "direct_copy": direct(n, "copy"),
             "direct_bulk_create": direct(n, "bulk"),
-            "stream_without_live_publish": asyncio.run(stream(n, publish=False)),
-            "stream": asyncio.run(stream(n, publish=True)),
+            "stream_without_live_publish": asyncio.run(stream(n, publish="none")),
+            "stream_live_publish_task": asyncio.run(stream(n, publish="task")),
+            "stream_live_publish_inline": asyncio.run(stream(n, publish="inline")),
             "verify_chain": verify_rate(),
         }
     finally:

@@ -7,6 +7,8 @@ never blocks a delete elsewhere. Only the audit writer (`compliance.audit.writer
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from datetime import UTC
 from typing import Any, NoReturn
 
 from django.db import models
@@ -143,22 +145,27 @@ class AuditEvent(_AppendOnlyModel):
 
     def as_envelope(self) -> dict[str, Any]:
         """The event as governance.events.Envelope shaped it, plus seq and hash."""
-        data = dict(self.data)
-        for name in CALL_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                data[name] = str(value) if isinstance(value, uuid.UUID) else value
-        return {
-            "id": str(self.id),
-            "org_id": str(self.org_id),
-            "seq": self.seq,
-            "type": self.type,
-            "source": self.source,
-            "ts": self.ts.isoformat(timespec="microseconds"),
-            "actor": self.actor,
-            "data": data,
-            "hash": self.hash,
-        }
+        return audit_envelope({**self.chain_dict(), "hash": self.hash})
+
+
+def audit_envelope(values: Mapping[str, Any]) -> dict[str, Any]:
+    """An audit event's column values as the envelope (what the live feed and API show)."""
+    data = dict(values["data"])
+    for name in CALL_FIELDS:
+        value = values[name]
+        if value is not None:
+            data[name] = str(value) if isinstance(value, uuid.UUID) else value
+    return {
+        "id": str(values["id"]),
+        "org_id": str(values["org_id"]),
+        "seq": values["seq"],
+        "type": values["type"],
+        "source": values["source"],
+        "ts": values["ts"].astimezone(UTC).isoformat(timespec="microseconds"),
+        "actor": values["actor"],
+        "data": data,
+        "hash": values["hash"],
+    }
 
 
 class ChainHead(models.Model):

@@ -39,3 +39,11 @@ def parse_kill(value: str | None) -> tuple[str, str] | None:
         return None
     state, _, reason = value.partition(":")
     return state, reason
+
+
+def tools_changed(server_id: Any) -> str:
+    return f"tools:{server_id}"
+
+
+def anomaly_cooldown(session_id: Any, kind: str) -> str:
+    return f"cooldown:{session_id}:{kind}"

@@ -5,6 +5,10 @@ from __future__ import annotations
 from django.urls import path
 
 from governance import views
+from governance.views import anomalies as anomaly_views
+from governance.views import playground as playground_views
+from governance.views import policies as policy_views
+from governance.views import sessions as session_views
 
 app_name = "console"
 
@@ -36,4 +40,44 @@ urlpatterns = [
     path("servers/new/", views.server_create, name="server_create"),
     path("servers/<uuid:server_id>/edit/", views.server_edit, name="server_edit"),
     path("servers/<uuid:server_id>/delete/", views.server_delete, name="server_delete"),
+    # policies
+    path("policies/", policy_views.policies, name="policies"),
+    path("policies/draft/", policy_views.policy_draft_save, name="policy_draft_save"),
+    path("policies/publish/", policy_views.policy_publish, name="policy_publish"),
+    path("policies/dry-run/", policy_views.policy_dry_run, name="policy_dry_run"),
+    path("policies/versions/", policy_views.policy_versions, name="policy_versions"),
+    path(
+        "policies/versions/<int:version_id>/",
+        policy_views.policy_version,
+        name="policy_version",
+    ),
+    path(
+        "policies/versions/<int:version_id>/rollback/",
+        policy_views.policy_rollback,
+        name="policy_rollback",
+    ),
+    # agent sessions and stops
+    path("sessions/", session_views.sessions, name="sessions"),
+    path("sessions/stop/", session_views.sessions_stop, name="sessions_stop"),
+    path("sessions/lift/", session_views.sessions_lift, name="sessions_lift"),
+    path("sessions/<str:session_id>/", session_views.session_detail, name="session_detail"),
+    path("sessions/<str:session_id>/kill/", session_views.session_kill, name="session_kill"),
+    path(
+        "sessions/<str:session_id>/suspend/", session_views.session_suspend, name="session_suspend"
+    ),
+    path("sessions/<str:session_id>/resume/", session_views.session_resume, name="session_resume"),
+    # anomalies
+    path("anomalies/", anomaly_views.anomalies, name="anomalies"),
+    path(
+        "anomalies/<int:anomaly_id>/acknowledge/",
+        anomaly_views.anomaly_acknowledge_view,
+        name="anomaly_acknowledge",
+    ),
+    path(
+        "anomalies/<int:anomaly_id>/resolve/",
+        anomaly_views.anomaly_resolve_view,
+        name="anomaly_resolve",
+    ),
+    # tool playground
+    path("playground/", playground_views.playground, name="playground"),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -19,7 +20,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("IGRIS_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-IGRIS_ENV = env_str("IGRIS_ENV", "development")
+# Under the test runner the defaults change: env "test" and a hot-state namespace of its own.
+RUNNING_TESTS = "pytest" in sys.modules
+IGRIS_ENV = env_str("IGRIS_ENV", "test" if RUNNING_TESTS else "development")
 if IGRIS_ENV not in {"development", "production", "test"}:
     raise EnvError(f"IGRIS_ENV={IGRIS_ENV!r} must be development, production or test")
 PRODUCTION = IGRIS_ENV == "production"
@@ -136,7 +139,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "")
 if PRODUCTION and not REDIS_URL:
     raise EnvError("environment variable REDIS_URL is required in production")
-IGRIS_HOTSTATE_PREFIX = env_str("IGRIS_HOTSTATE_PREFIX", "igris:")
+IGRIS_HOTSTATE_PREFIX = env_str(
+    "IGRIS_HOTSTATE_PREFIX", f"igris-test-{secrets.token_hex(4)}:" if RUNNING_TESTS else "igris:"
+)
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -17,7 +17,9 @@ from django.conf import settings
 
 from governance import runtime_flags as flags
 from governance.hotstate import RateCheck, get_hotstate
+from governance.policy.engine import Decision
 from proxy import audit, eras, jsonrpc
+from proxy.anomalies import Detector
 from proxy.auth import AuthFailure, Principal, authenticate
 from proxy.http import (
     BodyTooLarge,
@@ -38,6 +40,16 @@ from proxy.upstream import Upstream, UpstreamError
 log = logging.getLogger("igris.proxy")
 
 POLICED_METHODS = {"tools/call", "resources/read", "prompts/get"}
+# A tool whose description or schema changed after approval (a "rug pull") is refused until an
+# operator approves the change, when the organisation asks for it.
+DRIFT_DENIAL = Decision(
+    action="deny",
+    rule_id="igris:tool-drift",
+    rule_index=None,
+    version=None,
+    message="this tool changed since it was approved; an operator must review and approve it",
+    reason="tool drift",
+)
 
 
 def _split_path(path: str) -> str | None:
@@ -55,6 +67,8 @@ class ProxyApp:
         self.upstream = Upstream()
         self.runtime = Runtime(ttl_s=float(getattr(settings, "IGRIS_PROXY_CACHE_TTL_S", 30)))
         self.sessions = SessionRecorder()
+        self.catalog = self.runtime.catalog
+        self.detector = Detector(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self.embedded_audit = not settings.REDIS_URL
         self.max_body = int(settings.IGRIS_PROXY_MAX_BODY_BYTES)
@@ -82,6 +96,7 @@ class ProxyApp:
             except (asyncio.CancelledError, Exception):
                 log.debug("proxy task %s ended", task.get_name())
         self._tasks.clear()
+        await self.detector.drain()
         await self.sessions.flush()
         await self.upstream.close()
 
@@ -289,6 +304,14 @@ class ProxyApp:
             exchange.snapshot = snapshot
             if msg.method in POLICED_METHODS:
                 decision = snapshot.decide(exchange.call_context())
+        if (
+            msg.method == "tools/call"
+            and org.block_drifted_tools
+            and (decision is None or decision.action != "deny")
+        ):
+            info = (await self.runtime.catalog.tools(server.id)).get(msg.name or "")
+            if info is not None and info.drifted:
+                decision = DRIFT_DENIAL
         checks = [
             RateCheck(key=f"key:{principal.identity}", limit=self.key_rate_per_min, period_s=60.0)
         ]
@@ -315,8 +338,9 @@ class ProxyApp:
             return
         if decision is not None and decision.action == "deny":
             await self._deny(send, exchange, decision)
-            return
-        await self._forward(send, exchange, headers, body, decision=decision)
+        else:
+            await self._forward(send, exchange, headers, body, decision=decision)
+        self.detector.after_call(exchange, decision)
 
     # --- outcomes without the upstream ---------------------------------------------------
 

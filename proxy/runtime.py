@@ -38,6 +38,7 @@ class OrgConfig:
     slug: str
     posture: str
     block_drifted_tools: bool
+    auto_suspend_on_anomaly: bool
     redact_keys: frozenset[str]
 
 
@@ -86,6 +87,7 @@ def _load_org(org_id: str) -> OrgConfig | None:
             org.slug,
             org.default_posture,
             org.block_drifted_tools,
+            org.auto_suspend_on_anomaly,
             frozenset(str(k).lower() for k in (org.redact_argument_keys or [])),
         )
     finally:
@@ -137,6 +139,9 @@ class Runtime:
         self.servers = TtlCache(ttl_s)
         self.orgs = TtlCache(ttl_s)
         self.snapshots = TtlCache(ttl_s)
+        from proxy.catalog import Catalog
+
+        self.catalog = Catalog(ttl_s)
         # Local view of kill flags, pushed by notifications, so open streams close within a
         # second; requests still read the flags from hot state.
         self.killed: dict[str, str] = {}
@@ -161,6 +166,8 @@ class Runtime:
         elif key.startswith("policy:"):
             org_id = key.split(":", 1)[1]
             self.snapshots.drop(lambda k: k == org_id)
+        elif key.startswith("tools:"):
+            self.catalog.invalidate(key.split(":", 1)[1])
         elif key.startswith("server:"):
             org_id = key.split(":", 1)[1]
             self.servers.drop(lambda k: k[0] == org_id)
@@ -186,4 +193,5 @@ class Runtime:
                 self.servers.drop()
                 self.orgs.drop()
                 self.snapshots.drop()
+                self.catalog.cache.drop()
                 await asyncio.sleep(1.0)

@@ -159,8 +159,12 @@ class Exchange:
         return keys
 
 
-def _filter_list(exchange: Exchange, message: dict[str, Any]) -> bool:
-    """Hide listed items the policy would deny; True when the message changed."""
+async def _rewrite_list(app: Any, exchange: Exchange, message: dict[str, Any]) -> bool:
+    """Hide listed items the caller may not use; True when the message changed.
+
+    Policy: an item is hidden when every call to it would be denied. Tools also go through the
+    catalogue: what the server listed is recorded, and tools that changed since approval are
+    reported (and hidden when the organisation blocks them)."""
     msg = exchange.msg
     if msg is None or msg.method not in eras.LIST_METHODS or exchange.snapshot is None:
         return False
@@ -171,6 +175,15 @@ def _filter_list(exchange: Exchange, message: dict[str, Any]) -> bool:
     items = result.get(field)
     if not isinstance(items, list):
         return False
+    if msg.method == "tools/list":
+        drifted, items = await app.catalog.observe(
+            exchange.principal.org_id,
+            exchange.server.id,
+            [t for t in items if isinstance(t, dict)],
+            block=bool(exchange.org and exchange.org.block_drifted_tools),
+        )
+        if drifted:
+            app.detector.report_drift(exchange, drifted)
     target = {
         "tools/list": "tools/call",
         "prompts/list": "prompts/get",
@@ -229,7 +242,11 @@ async def stream_response(
                 decision,
             )
             return
-    if message is not None and response.status == 200 and _filter_list(exchange, message):
+    if (
+        message is not None
+        and response.status == 200
+        and await _rewrite_list(app, exchange, message)
+    ):
         body = jsonrpc.dumps(message)
     exchange.response_bytes = len(body)
     if msg is not None:
@@ -407,7 +424,7 @@ async def _forward_event(
             and ("result" in message or "error" in message)
         ):
             is_final = True
-            if _filter_list(exchange, message):
+            if await _rewrite_list(app, exchange, message):
                 raw = ev.encode_with_data(
                     json.dumps(message, separators=(",", ":"), ensure_ascii=False)
                 )

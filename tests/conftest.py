@@ -6,15 +6,10 @@ Organisation "acme" with alice (owner) and bob (developer); organisation "globex
 
 from __future__ import annotations
 
-import os
 import socket
-import uuid
 
 import pytest
 
-os.environ.setdefault("IGRIS_ENV", "test")
-# Each test run gets its own hot-state/cache namespace so runs never see each other's keys.
-os.environ.setdefault("IGRIS_HOTSTATE_PREFIX", f"igris-test-{uuid.uuid4().hex[:8]}:")
 
 PASSWORD = "correct-horse-battery-staple"
 

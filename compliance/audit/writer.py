@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ import os
 import re
 import socket
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,10 +49,9 @@ from compliance.audit.chain import (
     canonical_from_members,
     encode_member,
     encode_value,
-    format_timestamp,
     link,
 )
-from compliance.models import CALL_FIELDS, AuditEvent, ChainHead
+from compliance.models import CALL_FIELDS, AuditEvent, ChainHead, audit_envelope
 from governance.events import AUDIT_STREAM, SYSTEM
 
 if TYPE_CHECKING:
@@ -206,11 +206,14 @@ def _prepare(row: dict[str, Any], *, from_json: bool) -> _Prepared:
     return _Prepared(row, members, json_text)
 
 
-def _uuid(value: Any, name: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
+def _uuid(value: Any, name: str) -> str:
+    """A UUID in its canonical text form (ids stay text in the writer: parsing costs more)."""
+    if type(value) is str and _UUID_TEXT.fullmatch(value):
         return value
+    if isinstance(value, uuid.UUID):
+        return str(value)
     try:
-        return uuid.UUID(str(value))
+        return str(uuid.UUID(str(value)))
     except (ValueError, TypeError, AttributeError):
         raise MalformedEvent(f"{name} {value!r} is not a UUID") from None
 
@@ -244,7 +247,7 @@ def _row(item: Incoming, recorded_at: datetime) -> _Prepared:
         raise MalformedEvent("the envelope is not a JSON object")
     event_id = _uuid(payload.get("id"), "id")
     org_id = _uuid(payload.get("org_id", item.org_id), "org_id")
-    if item.org_id is not None and org_id != item.org_id:
+    if item.org_id is not None and org_id != str(item.org_id):
         raise MalformedEvent(f"org_id {org_id} differs from the outbox row's {item.org_id}")
     ts = _timestamp(payload.get("ts"))
     source, type_ = _text(payload, "source", 64), _text(payload, "type", 100)
@@ -280,7 +283,7 @@ def _row(item: Incoming, recorded_at: datetime) -> _Prepared:
 
 def _malformed_row(item: Incoming, error: str, recorded_at: datetime) -> _Prepared | None:
     """An `audit.malformed` event keeping the raw input as text, or None without an org."""
-    org_id = item.org_id
+    org_id = None if item.org_id is None else str(item.org_id)
     if org_id is None and isinstance(item.payload, dict):
         try:
             org_id = _uuid(item.payload.get("org_id"), "org_id")
@@ -302,7 +305,7 @@ def _malformed_row(item: Incoming, error: str, recorded_at: datetime) -> _Prepar
     }
     row: dict[str, Any] = {name: None for name in CHAINED_FIELDS}
     row.update(
-        id=uuid.uuid5(MALFORMED_NAMESPACE, item.origin),
+        id=str(uuid.uuid5(MALFORMED_NAMESPACE, item.origin)),
         org_id=org_id,
         ts=recorded_at,
         recorded_at=recorded_at,
@@ -322,7 +325,7 @@ def store_batch(items: Sequence[Incoming], *, insert: InsertMethod = "auto") -> 
     recorded_at = timezone.now()
     result = BatchResult(consumed=len(items))
     prepared: list[_Prepared] = []
-    seen: set[uuid.UUID] = set()
+    seen: set[str] = set()
     for item in items:
         try:
             entry = _row(item, recorded_at)
@@ -346,10 +349,13 @@ def store_batch(items: Sequence[Incoming], *, insert: InsertMethod = "auto") -> 
     # Locked in org order, so concurrent writers queue instead of deadlocking; the id check below
     # runs after the locks, so it sees whatever a concurrent writer committed for these orgs.
     heads = {
-        head.org_id: head
+        str(head.org_id): head
         for head in ChainHead.objects.select_for_update().filter(org_id__in=orgs).order_by("org_id")
     }
-    stored_ids = set(AuditEvent.objects.filter(id__in=list(seen)).values_list("id", flat=True))
+    stored_ids = {
+        str(event_id)
+        for event_id in AuditEvent.objects.filter(id__in=seen).values_list("id", flat=True)
+    }
     fresh = [entry for entry in prepared if entry.row["id"] not in stored_ids]
     result.duplicates += len(prepared) - len(fresh)
     if not fresh:
@@ -366,7 +372,7 @@ def store_batch(items: Sequence[Incoming], *, insert: InsertMethod = "auto") -> 
     return result
 
 
-def chain_entries(entries: Sequence[_Prepared], heads: dict[uuid.UUID, tuple[int, str]]) -> None:
+def chain_entries(entries: Sequence[_Prepared], heads: dict[str, tuple[int, str]]) -> None:
     """Give each entry the next seq of its org, the org's last hash as prev_hash, and its hash;
     `heads` maps org -> (seq, hash) and is advanced in place. Pure: no database."""
     for entry in entries:
@@ -489,31 +495,15 @@ def _parse_entry(entry_id: str, fields: dict[str, bytes]) -> Incoming:
 
 
 def live_message(row: dict[str, Any]) -> str:
-    """What the live feed gets: the envelope as emitted, plus seq and hash."""
-    data = dict(row["data"])
-    for name in CALL_FIELDS:
-        value = row[name]
-        if value is not None:
-            data[name] = str(value) if isinstance(value, uuid.UUID) else value
-    return json.dumps(
-        {
-            "id": str(row["id"]),
-            "org_id": str(row["org_id"]),
-            "seq": row["seq"],
-            "type": row["type"],
-            "source": row["source"],
-            "ts": format_timestamp(row["ts"]),
-            "actor": row["actor"],
-            "data": data,
-            "hash": row["hash"],
-        },
-        separators=(",", ":"),
-        default=str,
-    )
+    """What the live feed gets: the event as `AuditEvent.as_envelope()` shows it (seq, hash)."""
+    return json.dumps(audit_envelope(row), separators=(",", ":"))
+
+
+Publish = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
 
 
 async def publish_live(hotstate: HotState, rows: Sequence[dict[str, Any]]) -> None:
-    """Publish stored events to `live:<org_id>`; failures are logged, never raised."""
+    """Publish stored events to `live:<org_id>` now; failures are logged, never raised."""
     if not rows:
         return
     try:
@@ -521,6 +511,45 @@ async def publish_live(hotstate: HotState, rows: Sequence[dict[str, Any]]) -> No
             await hotstate.publish(f"live:{row['org_id']}", live_message(row))
     except Exception:
         log.warning("live feed publish failed for %d events", len(rows), exc_info=True)
+
+
+class LivePublisher:
+    """Publishes stored events to the live feed from its own task, in order.
+
+    One PUBLISH round trip per event would otherwise stall the durable path (the hot-state
+    interface has no pipelined publish yet). The queue is bounded: when the feed cannot keep up,
+    newer events are dropped from the feed (counted and logged), never from the audit table.
+    """
+
+    def __init__(self, hotstate: HotState, *, limit: int = 50_000) -> None:
+        self.hotstate = hotstate
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(limit)
+        self.published = 0
+        self.dropped = 0
+
+    async def offer(self, rows: Sequence[dict[str, Any]]) -> None:
+        for row in rows:
+            try:
+                self.queue.put_nowait(row)
+            except asyncio.QueueFull:
+                self.dropped += 1
+                if self.dropped % 10_000 == 1:
+                    log.warning("live feed behind: %d events not published", self.dropped)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until `stop` is set and the queue is empty."""
+        while not (stop.is_set() and self.queue.empty()):
+            try:
+                row = await asyncio.wait_for(self.queue.get(), 0.2)
+            except TimeoutError:
+                continue
+            try:
+                await self.hotstate.publish(f"live:{row['org_id']}", live_message(row))
+                self.published += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("live feed publish failed", exc_info=True)
 
 
 class StreamDrainer:
@@ -534,8 +563,10 @@ class StreamDrainer:
         consumer: str | None = None,
         claim_min_idle_ms: int = CLAIM_MIN_IDLE_MS,
         insert: InsertMethod = "auto",
+        publish: Publish | None = None,
     ) -> None:
         self.hotstate = hotstate
+        self.publish: Publish = publish or functools.partial(publish_live, hotstate)
         self.batch = batch
         self.consumer = consumer or consumer_name()
         self.claim_min_idle_ms = claim_min_idle_ms
@@ -604,7 +635,7 @@ class StreamDrainer:
         await self.hotstate.stream_ack(AUDIT_STREAM, GROUP, done)
         self.stored += len(result.stored)
         self.duplicates += result.duplicates
-        await publish_live(self.hotstate, result.stored)
+        await self.publish(result.stored)
         return len(entries)
 
 
@@ -633,10 +664,9 @@ async def drain_stream(
 # --- the loop ---------------------------------------------------------------------------------
 
 
-async def _outbox_batch(hotstate: HotState | None, batch: int) -> BatchResult:
+async def _outbox_batch(publish: Publish, batch: int) -> BatchResult:
     result: BatchResult = await sync_to_async(_db_call)(_drain_outbox_batch, batch)
-    if hotstate is not None:
-        await publish_live(hotstate, result.stored)
+    await publish(result.stored)
     return result
 
 
@@ -657,13 +687,11 @@ class _Backoff:
         self.next_s = min(self.max_s, self.next_s * 2)
 
 
-async def _outbox_loop(
-    hotstate: HotState | None, stop: asyncio.Event, batch: int, idle_s: float
-) -> None:
+async def _outbox_loop(publish: Publish, stop: asyncio.Event, batch: int, idle_s: float) -> None:
     backoff = _Backoff()
     while not stop.is_set():
         try:
-            result = await _outbox_batch(hotstate, batch)
+            result = await _outbox_batch(publish, batch)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -716,13 +744,23 @@ async def run_forever(
 
         hotstate = get_hotstate()
     stop = stop_event or asyncio.Event()
-    drainer = StreamDrainer(hotstate, batch=batch, claim_min_idle_ms=claim_min_idle_ms)
+    publisher = LivePublisher(hotstate)
+    drainer = StreamDrainer(
+        hotstate, batch=batch, claim_min_idle_ms=claim_min_idle_ms, publish=publisher.offer
+    )
     log.info("audit writer %s started", drainer.consumer)
     await asyncio.gather(
-        _outbox_loop(hotstate, stop, batch, outbox_idle_s),
+        _outbox_loop(publisher.offer, stop, batch, outbox_idle_s),
         _stream_loop(drainer, stop, stream_block_ms, claim_every_s),
+        publisher.run(stop),
     )
-    log.info("audit writer %s stopped", drainer.consumer)
+    log.info(
+        "audit writer %s stopped: %d stream events stored, %d published live, %d not published",
+        drainer.consumer,
+        drainer.stored,
+        publisher.published,
+        publisher.dropped,
+    )
 
 
 async def run_once(
@@ -738,7 +776,7 @@ async def run_once(
         hotstate = get_hotstate()
     from_outbox = 0
     while True:
-        result = await _outbox_batch(hotstate, batch)
+        result = await _outbox_batch(functools.partial(publish_live, hotstate), batch)
         from_outbox += len(result.stored)
         if not result.consumed:
             break

@@ -30,6 +30,28 @@ async def _apply(hs: Any, key: str, value: str | None, ttl_s: float | None) -> N
         await hs.set_flag(key, value, ttl_s=ttl_s)
 
 
+def _run_outside_loop(factory: Any) -> None:
+    """asyncio.run, or on a helper thread when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(factory())
+        return
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(factory())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="igris-flag-publish")
+    thread.start()
+    thread.join(timeout=10)
+    if errors:
+        raise errors[0]
+
+
 def publish_flag_sync(key: str, value: str | None, *, ttl_s: float | None = None) -> bool:
     """Set (or delete, with None) a flag and notify every process. Returns False on failure."""
     from django.conf import settings
@@ -45,7 +67,7 @@ def publish_flag_sync(key: str, value: str | None, *, ttl_s: float | None = None
                 finally:
                     await hs.close()
 
-            asyncio.run(run())
+            _run_outside_loop(run)
             return True
         from governance.hotstate import get_hotstate
 

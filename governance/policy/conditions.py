@@ -43,20 +43,52 @@ def glob_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
 
 
 class GlobSet:
-    """Exact names answer from a set; the others from one compiled regex."""
+    """Matches a value against several globs, most without a regex.
 
-    __slots__ = ("exact", "patterns", "regex")
+    Globs of the common shapes answer with C-level string methods: exact names from a set,
+    "read_*" with startswith, "*_file" with endswith, "*admin*" with `in`; only the others
+    (a "?" or an inner "*") are compiled, together, into one regex.
+    """
+
+    __slots__ = ("any", "exact", "infixes", "patterns", "prefixes", "regex", "suffixes")
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
         self.patterns = patterns
-        self.exact = frozenset(p for p in patterns if not is_glob(p))
-        wild = tuple(p for p in patterns if is_glob(p))
-        self.regex = glob_regex(wild) if wild else None
+        exact: set[str] = set()
+        prefixes: list[str] = []
+        suffixes: list[str] = []
+        infixes: list[str] = []
+        general: list[str] = []
+        self.any = False
+        for pattern in patterns:
+            body = pattern.strip("*")
+            if not is_glob(pattern):
+                exact.add(pattern)
+            elif "?" in pattern or "*" in body:
+                general.append(pattern)
+            elif not body:
+                self.any = True
+            elif pattern[0] == "*" and pattern[-1] == "*":
+                infixes.append(body)
+            elif pattern[-1] == "*":
+                prefixes.append(body)
+            else:
+                suffixes.append(body)
+        self.exact = frozenset(exact)
+        self.prefixes = tuple(prefixes)
+        self.suffixes = tuple(suffixes)
+        self.infixes = tuple(infixes)
+        self.regex = glob_regex(tuple(general)) if general else None
 
     def matches(self, value: str) -> bool:
-        if value in self.exact:
-            return True
-        return self.regex is not None and self.regex.match(value) is not None
+        return (
+            value in self.exact
+            or self.any
+            or (bool(self.prefixes) and value.startswith(self.prefixes))
+            or (bool(self.suffixes) and value.endswith(self.suffixes))
+            or any(infix in value for infix in self.infixes)
+            or (self.regex is not None and self.regex.match(value) is not None)
+        )
 
     def describe(self) -> str:
         if len(self.patterns) == 1:
@@ -177,7 +209,7 @@ class TimeCheck:
 class ArgCheck:
     """One argument condition; see the operator table in `governance.policy.rules`."""
 
-    __slots__ = ("condition", "regex", "steps", "strings", "test_value")
+    __slots__ = ("condition", "glob", "regex", "steps", "strings", "test_value")
 
     def __init__(self, condition: ArgCondition) -> None:
         self.condition = condition
@@ -187,11 +219,8 @@ class ArgCheck:
             for seg in condition.segments
         )
         op, value = condition.op, condition.value
-        self.regex: re.Pattern[str] | None = None
-        if op == "glob":
-            self.regex = glob_regex((value,))
-        elif op == "regex":
-            self.regex = re.compile(value)
+        self.glob = GlobSet((value,)) if op == "glob" else None
+        self.regex = re.compile(value) if op == "regex" else None
         # `in` over strings only: a set lookup instead of a loop.
         self.strings = (
             frozenset(value)
@@ -243,8 +272,8 @@ class ArgCheck:
         return not self._op_in(value)
 
     def _op_glob(self, value: Any) -> bool:
-        assert self.regex is not None
-        return isinstance(value, str) and self.regex.match(value) is not None
+        assert self.glob is not None
+        return isinstance(value, str) and self.glob.matches(value)
 
     def _op_regex(self, value: Any) -> bool:
         assert self.regex is not None

@@ -4,16 +4,16 @@ Pure Python over frozen dataclasses (no Django, no Redis, no I/O; import-linter 
 
 Semantics: rules are tried in order and the first enabled rule whose every constraint holds
 decides; when none does, the organisation's posture does. To stay fast with thousands of rules
-without changing that order, `compile_rules` indexes rules as bitmasks (bit i = rule i): for
-each constraint with a small set of values (method, API key, role, key tag) and for each glob
-constraint (server, name: by exact name, literal prefix or literal suffix), a call selects the
-rules that could match. ANDing those masks leaves few candidates, tried lowest bit first, each
-checked in full, so the index only ever removes rules that could not have matched.
+without changing that order, the compiled policy indexes its rules as bitmasks (bit i = rule i,
+see `index`): by method, API key, role and key tag, and by server and name glob (exact, literal
+prefix, suffix or infix). A call ANDs one mask per index, which leaves few candidates; they are
+tried lowest bit first and each is checked in full, so the index only ever drops rules that
+could not have matched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -27,8 +27,8 @@ from governance.policy.conditions import (
     ServerCheck,
     TagCheck,
     TimeCheck,
-    is_glob,
 )
+from governance.policy.index import GlobIndex, ValueIndex, bits
 from governance.policy.rules import Action, Posture, RateLimit, Rule, validate_posture
 
 
@@ -133,85 +133,6 @@ class CompiledRule:
         return None
 
 
-class _ValueIndex:
-    """Bitmask of rules per exact value, plus the rules with no constraint on it."""
-
-    __slots__ = ("by_value", "free")
-
-    def __init__(self) -> None:
-        self.by_value: dict[str, int] = {}
-        self.free = 0
-
-    def add(self, bit: int, values: Iterable[str] | None) -> None:
-        if values is None:
-            self.free |= bit
-            return
-        for value in values:
-            self.by_value[value] = self.by_value.get(value, 0) | bit
-
-    def mask(self, value: str | None) -> int:
-        if value is None:
-            return self.free
-        return self.free | self.by_value.get(value, 0)
-
-    def mask_any(self, values: frozenset[str]) -> int:
-        mask = self.free
-        for value in values:
-            mask |= self.by_value.get(value, 0)
-        return mask
-
-
-class _GlobIndex:
-    """Candidate rules for a name, by exact name, literal prefix or literal suffix of globs."""
-
-    __slots__ = ("exact", "free", "other", "prefix", "prefix_lengths", "suffix", "suffix_lengths")
-
-    def __init__(self) -> None:
-        self.exact = _ValueIndex()
-        self.prefix: dict[str, int] = {}
-        self.suffix: dict[str, int] = {}
-        self.prefix_lengths: tuple[int, ...] = ()
-        self.suffix_lengths: tuple[int, ...] = ()
-        self.other = 0  # globs that start and end with a wildcard
-        self.free = 0
-
-    def add(self, bit: int, globs: Iterable[str] | None) -> None:
-        if globs is None:
-            self.free |= bit
-            return
-        for glob in globs:
-            if not is_glob(glob):
-                self.exact.add(bit, (glob,))
-                continue
-            head = glob[: min(i for i in (glob.find("*"), glob.find("?")) if i >= 0)]
-            tail = glob[max(glob.rfind("*"), glob.rfind("?")) + 1 :]
-            if head:
-                self.prefix[head] = self.prefix.get(head, 0) | bit
-            elif tail:
-                self.suffix[tail] = self.suffix.get(tail, 0) | bit
-            else:
-                self.other |= bit
-
-    def freeze(self) -> None:
-        self.prefix_lengths = tuple(sorted({len(k) for k in self.prefix}))
-        self.suffix_lengths = tuple(sorted({len(k) for k in self.suffix}))
-
-    def mask(self, name: str | None) -> int:
-        if name is None:
-            return self.free
-        mask = self.free | self.other | self.exact.by_value.get(name, 0)
-        size = len(name)
-        for length in self.prefix_lengths:
-            if length > size:
-                break
-            mask |= self.prefix.get(name[:length], 0)
-        for length in self.suffix_lengths:
-            if length > size:
-                break
-            mask |= self.suffix.get(name[size - length :], 0)
-        return mask
-
-
 class CompiledPolicy:
     """An ordered, indexed rule list with its posture and version; immutable once built."""
 
@@ -221,12 +142,12 @@ class CompiledPolicy:
         self.rules = tuple(CompiledRule(i, rule, version) for i, rule in enumerate(rules))
         message = "Denied: no policy rule allows this call." if posture == "deny" else None
         self.default = Decision(posture, None, None, version, message, f"default posture {posture}")
-        self._methods = _ValueIndex()
-        self._keys = _ValueIndex()
-        self._roles = _ValueIndex()
-        self._tags = _ValueIndex()
-        self._servers = _GlobIndex()
-        self._names = _GlobIndex()
+        self._methods = ValueIndex()
+        self._keys = ValueIndex()
+        self._roles = ValueIndex()
+        self._tags = ValueIndex()
+        self._servers = GlobIndex()
+        self._names = GlobIndex()
         for compiled in self.rules:
             rule = compiled.rule
             if not rule.enabled:
@@ -239,8 +160,6 @@ class CompiledPolicy:
             self._tags.add(bit, m.key_tags)
             self._servers.add(bit, m.servers)
             self._names.add(bit, m.tools)
-        self._servers.freeze()
-        self._names.freeze()
 
     def _candidates(self, call: CallContext, method: str, name: str | None) -> int:
         mask = self._methods.mask(method) & self._names.mask(name)
@@ -251,14 +170,11 @@ class CompiledPolicy:
         return mask
 
     def first_match(self, call: CallContext) -> CompiledRule | None:
-        mask = self._candidates(call, call.method, call.name)
         rules = self.rules
-        while mask:
-            low = mask & -mask
-            compiled = rules[low.bit_length() - 1]
+        for index in bits(self._candidates(call, call.method, call.name)):
+            compiled = rules[index]
             if compiled.matches(call):
                 return compiled
-            mask ^= low
         return None
 
     def decide(self, call: CallContext) -> Decision:
@@ -287,12 +203,9 @@ class CompiledPolicy:
             org_id=call.org_id, server_slug=call.server_slug, method="tools/call", name=tool,
             key_id=call.key_id, key_tags=call.key_tags, role=call.role, now=call.now,
         )  # fmt: skip
-        mask = self._candidates(call, "tools/call", tool)
         rules = self.rules
-        while mask:
-            low = mask & -mask
-            mask ^= low
-            compiled = rules[low.bit_length() - 1]
+        for index in bits(self._candidates(probe, "tools/call", tool)):
+            compiled = rules[index]
             if not all(check.test(probe) for check in compiled.plain):
                 continue
             if compiled.rule.action != "deny":

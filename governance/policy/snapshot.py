@@ -23,12 +23,12 @@ class PolicySnapshot:
     version: int | None  # None: the organisation has never published a policy
     posture: Posture
     rules: tuple[Rule, ...] = ()
-    _compiled: CompiledPolicy = field(init=False, repr=False, compare=False)
+    compiled: CompiledPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_posture(self.posture)
         compiled = CompiledPolicy(self.rules, posture=self.posture, version=self.version)
-        object.__setattr__(self, "_compiled", compiled)
+        object.__setattr__(self, "compiled", compiled)
 
     @classmethod
     def from_documents(
@@ -41,17 +41,17 @@ class PolicySnapshot:
         """First matching rule, else the posture. Never raises for a call of this org."""
         if call.org_id != self.org_id:
             return self._wrong_org(call)
-        return self._compiled.decide(call)
+        return self.compiled.decide(call)
 
     def explain(self, call: CallContext) -> Explanation:
         """Dry run: the decision plus, for every rule before the deciding one, why it was
         skipped (for the console's policy tester and for support)."""
         if call.org_id != self.org_id:
             return Explanation(self._wrong_org(call))
-        return self._compiled.explain(call)
+        return self.compiled.explain(call)
 
     def tool_visible(self, call: CallContext, tool: str) -> bool:
-        return call.org_id == self.org_id and self._compiled.tool_visible(call, tool)
+        return call.org_id == self.org_id and self.compiled.tool_visible(call, tool)
 
     def filter_tools(self, call: CallContext, tools: Iterable[ToolT]) -> list[ToolT]:
         """The tools of a tools/list result that the caller may call with some arguments.

@@ -28,6 +28,18 @@ def rule(rule_id: str = "r1", action: str = "deny", **match: Any) -> dict[str, A
     return {"id": rule_id, "action": action, "match": match}
 
 
+def arg(path: str, op: str, value: Any) -> dict[str, Any]:
+    return {"path": path, "op": op, "value": value}
+
+
+def limited(**rate_limit: Any) -> dict[str, Any]:
+    return {"id": "r1", "action": "allow", "rate_limit": rate_limit}
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
 def snapshot(*documents: dict[str, Any], posture: str = "deny", version: int = 7) -> PolicySnapshot:
     return PolicySnapshot.from_documents(
         org_id="acme", version=version, posture=posture, documents=list(documents)
@@ -209,6 +221,31 @@ def test_name_globs(patterns: list[str], method: str, name: str | None, matches:
     policy = snapshot(rule("r1", "deny", tools=patterns), posture="allow")
 
     assert (decided_by(policy, method=method, name=name) == "r1") is matches
+
+
+def test_the_first_match_is_found_behind_many_candidates_that_fail() -> None:
+    near_misses = [
+        rule(f"r{i}", "deny", tools=["read_*"], arguments=[arg("n", "eq", i)]) for i in range(40)
+    ]
+    policy = snapshot(*near_misses, rule("last", "alert", tools=["*_file"]), posture="allow")
+
+    assert decided_by(policy, arguments={"n": 37}) == "r37"
+    assert decided_by(policy, arguments={"n": 99}) == "last"
+
+
+@pytest.mark.parametrize(
+    ("name", "matches"),
+    [
+        ("grant_admin_role", True),
+        ("x" * 300 + "admin" + "y" * 300, True),  # past the length the infix index probes
+        ("x" * 600, False),
+        ("admi", False),
+    ],
+)
+def test_infix_globs_match_names_of_any_length(name: str, matches: bool) -> None:
+    policy = snapshot(rule("r1", "deny", tools=["*admin*"]), posture="allow")
+
+    assert (decided_by(policy, name=name) == "r1") is matches
 
 
 @pytest.mark.parametrize(
@@ -406,6 +443,7 @@ OFFICE = {
     "end": "17:00",
     "tz": "Europe/Paris",
 }
+SUNDAY_NIGHT = {"days": ["sun"], "start": "23:00", "end": "01:00"}
 FRIDAY_NIGHT = {"days": ["fri"], "start": "22:00", "end": "06:00", "tz": "Europe/Paris"}
 
 
@@ -422,13 +460,13 @@ def paris(*args: int) -> datetime:
         (OFFICE, paris(2026, 3, 4, 8, 59), False),
         (OFFICE, paris(2026, 3, 7, 11, 0), False),  # Saturday
         # 08:30 UTC is 09:30 in Paris in winter (UTC+1) ...
-        (OFFICE, datetime(2026, 3, 4, 8, 30, tzinfo=UTC), True),
+        (OFFICE, utc(2026, 3, 4, 8, 30), True),
         # ... and 16:30 UTC is 18:30 in Paris in summer (UTC+2).
-        (OFFICE, datetime(2026, 7, 1, 16, 30, tzinfo=UTC), False),
-        (OFFICE, datetime(2026, 7, 1, 14, 30, tzinfo=UTC), True),
+        (OFFICE, utc(2026, 7, 1, 16, 30), False),
+        (OFFICE, utc(2026, 7, 1, 14, 30), True),
         # 23:30 UTC on Sunday is already Monday 00:30 in Paris.
-        ({"days": ["mon"], "tz": "Europe/Paris"}, datetime(2026, 3, 8, 23, 30, tzinfo=UTC), True),
-        ({"days": ["mon"], "tz": "UTC"}, datetime(2026, 3, 8, 23, 30, tzinfo=UTC), False),
+        ({"days": ["mon"], "tz": "Europe/Paris"}, utc(2026, 3, 8, 23, 30), True),
+        ({"days": ["mon"], "tz": "UTC"}, utc(2026, 3, 8, 23, 30), False),
         # Overnight: Friday 22:00 to Saturday 06:00.
         (FRIDAY_NIGHT, paris(2026, 3, 6, 22, 0), True),
         (FRIDAY_NIGHT, paris(2026, 3, 6, 23, 59), True),
@@ -438,11 +476,11 @@ def paris(*args: int) -> datetime:
         (FRIDAY_NIGHT, paris(2026, 3, 6, 21, 59), False),
         (FRIDAY_NIGHT, paris(2026, 3, 6, 3, 0), False),  # Friday early morning: Thursday's night
         (FRIDAY_NIGHT, paris(2026, 3, 7, 23, 0), False),  # Saturday night is not listed
-        ({"days": ["sun"], "start": "23:00", "end": "01:00", "tz": "UTC"},
-         datetime(2026, 3, 9, 0, 30, tzinfo=UTC), True),  # Sunday's night wraps into Monday
-        ({"start": "22:00", "end": "24:00", "tz": "UTC"}, datetime(2026, 3, 4, 23, 59, tzinfo=UTC), True),
-        ({"start": "00:00", "end": "24:00", "tz": "UTC"}, datetime(2026, 3, 4, 0, 0, tzinfo=UTC), True),
-        ({"days": ["wed"], "tz": "Asia/Tokyo"}, datetime(2026, 3, 4, 16, 0, tzinfo=UTC), False),
+        # Sunday's night wraps into Monday.
+        ({**SUNDAY_NIGHT, "tz": "UTC"}, utc(2026, 3, 9, 0, 30), True),
+        ({"start": "22:00", "end": "24:00", "tz": "UTC"}, utc(2026, 3, 4, 23, 59), True),
+        ({"start": "00:00", "end": "24:00", "tz": "UTC"}, utc(2026, 3, 4, 0, 0), True),
+        ({"days": ["wed"], "tz": "Asia/Tokyo"}, utc(2026, 3, 4, 16, 0), False),  # Thu in Tokyo
     ],
 )  # fmt: skip
 def test_time_windows(window: dict[str, Any], now: datetime, inside: bool) -> None:
@@ -454,32 +492,27 @@ def test_time_windows(window: dict[str, Any], now: datetime, inside: bool) -> No
 # --- tools/list filtering ------------------------------------------------------------------------
 
 TOOLS = [{"name": n, "description": f"{n} tool"} for n in ("read_file", "delete_x", "write_file")]
+ALL = ["read_file", "delete_x", "write_file"]
+ETC = arg("path", "glob", "/etc/*")
+WEEKEND = {"days": ["sat", "sun"], "tz": "UTC"}
 
 
 @pytest.mark.parametrize(
     ("documents", "posture", "visible"),
     [
-        ([], "allow", ["read_file", "delete_x", "write_file"]),
+        ([], "allow", ALL),
         ([], "deny", []),
         ([rule("r1", "deny", tools=["delete_*"])], "allow", ["read_file", "write_file"]),
         ([rule("r1", "allow", tools=["read_*"])], "deny", ["read_file"]),
         ([rule("r1", "alert", tools=["write_*"])], "deny", ["write_file"]),
         # Denied only for some arguments: the tool stays listed.
-        (
-            [rule("r1", "deny", tools=["write_*"], arguments=[{"path": "path", "op": "glob", "value": "/etc/*"}])],
-            "allow",
-            ["read_file", "delete_x", "write_file"],
-        ),
+        ([rule("r1", "deny", tools=["write_*"], arguments=[ETC])], "allow", ALL),
         # Allowed only for some arguments: listed, though the posture is deny.
-        (
-            [rule("r1", "allow", tools=["read_*"], arguments=[{"path": "path", "op": "glob", "value": "/tmp/*"}])],
-            "deny",
-            ["read_file"],
-        ),
+        ([rule("r1", "allow", tools=["read_*"], arguments=[ETC])], "deny", ["read_file"]),
         # An argument-dependent deny, then a blanket deny: every call is denied.
         (
             [
-                rule("r1", "deny", tools=["delete_*"], arguments=[{"path": "force", "op": "eq", "value": True}]),
+                rule("r1", "deny", tools=["delete_*"], arguments=[arg("force", "eq", True)]),
                 rule("r2", "deny", tools=["delete_*"]),
             ],
             "allow",
@@ -488,17 +521,16 @@ TOOLS = [{"name": n, "description": f"{n} tool"} for n in ("read_file", "delete_
         # A blanket allow before a deny wins.
         ([rule("r1", "allow", tools=["delete_x"]), rule("r2", "deny")], "allow", ["delete_x"]),
         # Rules for other methods, servers, identities or hours do not apply.
-        ([rule("r1", "deny", methods=["resources/read"])], "allow", ["read_file", "delete_x", "write_file"]),
-        ([rule("r1", "deny", servers=["dev-*"])], "allow", ["read_file", "delete_x", "write_file"]),
-        ([rule("r1", "deny", roles=["owner"])], "allow", ["read_file", "delete_x", "write_file"]),
-        ([rule("r1", "deny", roles=["developer"], tools=["write_*"])], "allow", ["read_file", "delete_x"]),
-        ([rule("r1", "deny", methods=["tools/call"], time={"days": ["sat", "sun"], "tz": "UTC"})],
-         "allow", ["read_file", "delete_x", "write_file"]),
-        ([rule("r1", "deny", methods=["tools/call"], time={"days": ["wed"], "tz": "UTC"})], "allow", []),
+        ([rule("r1", "deny", methods=["resources/read"])], "allow", ALL),
+        ([rule("r1", "deny", servers=["dev-*"])], "allow", ALL),
+        ([rule("r1", "deny", roles=["owner"])], "allow", ALL),
+        ([rule("r1", "deny", roles=["developer"], tools=["write_*"])], "allow", ALL[:2]),
+        ([rule("r1", "deny", methods=["tools/call"], time=WEEKEND)], "allow", ALL),
+        ([rule("r1", "deny", time={"days": ["wed"], "tz": "UTC"})], "allow", []),
         # A disabled blanket deny hides nothing.
-        ([{"id": "r1", "action": "deny", "enabled": False}], "allow", ["read_file", "delete_x", "write_file"]),
+        ([{"id": "r1", "action": "deny", "enabled": False}], "allow", ALL),
     ],
-)  # fmt: skip
+)
 def test_tools_list_hides_only_the_tools_every_call_of_which_would_be_denied(
     documents: list[dict[str, Any]], posture: str, visible: list[str]
 ) -> None:
@@ -535,13 +567,13 @@ def test_explain_says_why_each_earlier_rule_was_skipped() -> None:
         rule("r5", "deny", keys=["k9"]),
         rule("r6", "deny", key_tags=["prod"]),
         rule("r7", "deny", roles=["owner"]),
-        rule("r8", "deny", arguments=[{"path": "path", "op": "glob", "value": "/etc/*"}]),
-        rule("r9", "deny", arguments=[{"path": "force", "op": "eq", "value": True}]),
-        rule("r10", "deny", time={"days": ["sat"], "start": "09:00", "end": "17:00", "tz": "Europe/Paris"}),
+        rule("r8", "deny", arguments=[ETC]),
+        rule("r9", "deny", arguments=[arg("force", "eq", True)]),
+        rule("r10", "deny", time={**OFFICE, "days": ["sat"]}),
         rule("r11", "deny", tools=["list", "delete_*"]),
         rule("r12", "alert", tools=["delete_*"]),
         rule("r13", "deny"),
-    )  # fmt: skip
+    )
 
     explanation = policy.explain(call(name="delete_x", arguments={"path": "/tmp/x"}))
 
@@ -586,6 +618,13 @@ def test_explain_reports_a_call_without_a_name() -> None:
 # --- validation ----------------------------------------------------------------------------------
 
 
+def condition(**fields: Any) -> dict[str, Any]:
+    return rule(arguments=[fields])
+
+
+VALUE = "match.arguments[0].value"
+
+
 @pytest.mark.parametrize(
     ("document", "field", "message"),
     [
@@ -607,37 +646,45 @@ def test_explain_reports_a_call_without_a_name() -> None:
         (rule(methods=["tool/call"]), "match.methods[0]", "unknown MCP method 'tool/call'"),
         (rule(roles=[None]), "match.roles[0]", "must be a non-empty string"),
         (rule(arguments={"path": "p"}), "match.arguments", "non-empty list of conditions"),
-        (rule(arguments=[{"path": "p", "op": "like", "value": 1}]), "match.arguments[0].op", "must be one of"),
-        (rule(arguments=[{"path": "p", "op": "eq"}]), "match.arguments[0].value", "is required"),
-        (rule(arguments=[{"op": "eq", "value": 1}]), "match.arguments[0].path", "is required"),
-        (rule(arguments=[{"path": "a..b", "op": "eq", "value": 1}]), "match.arguments[0].path", "empty segment"),
-        (rule(arguments=[{"path": "p", "op": "eq", "value": 1, "x": 1}]), "match.arguments[0].x", "unknown field"),
-        (rule(arguments=[{"path": "p", "op": "in", "value": "a"}]), "match.arguments[0].value", "non-empty list"),
-        (rule(arguments=[{"path": "p", "op": "lt", "value": True}]), "match.arguments[0].value", "number or a string"),
-        (rule(arguments=[{"path": "p", "op": "lt", "value": [1]}]), "match.arguments[0].value", "number or a string"),
-        (rule(arguments=[{"path": "p", "op": "eq", "value": float("nan")}]), "match.arguments[0].value", "finite"),
-        (rule(arguments=[{"path": "p", "op": "exists", "value": "yes"}]), "match.arguments[0].value", "true or false"),
-        (rule(arguments=[{"path": "p", "op": "glob", "value": 5}]), "match.arguments[0].value", "non-empty string"),
-        (rule(arguments=[{"path": "p", "op": "regex", "value": "("}]), "match.arguments[0].value", "invalid regex"),
-        (rule(arguments=[{"path": "p", "op": "regex", "value": "(a+)+$"}]), "match.arguments[0].value", "nested quantifiers"),
-        (rule(arguments=[{"path": "p", "op": "regex", "value": "x" * 300}]), "match.arguments[0].value", "at most 256 characters"),
+        (condition(path="p", op="like", value=1), "match.arguments[0].op", "must be one of"),
+        (condition(path="p", op="eq"), VALUE, "is required"),
+        (condition(op="eq", value=1), "match.arguments[0].path", "is required"),
+        (condition(path="a..b", op="eq", value=1), "match.arguments[0].path", "empty segment"),
+        (condition(path="p", op="eq", value=1, x=1), "match.arguments[0].x", "unknown field"),
+        (condition(path="p", op="in", value="a"), VALUE, "non-empty list"),
+        (condition(path="p", op="lt", value=True), VALUE, "number or a string"),
+        (condition(path="p", op="lt", value=[1]), VALUE, "number or a string"),
+        (condition(path="p", op="eq", value=float("nan")), VALUE, "finite"),
+        (condition(path="p", op="exists", value="yes"), VALUE, "true or false"),
+        (condition(path="p", op="glob", value=5), VALUE, "non-empty string"),
+        (condition(path="p", op="regex", value="("), VALUE, "invalid regex"),
+        (condition(path="p", op="regex", value="(a+)+$"), VALUE, "nested quantifiers"),
+        (condition(path="p", op="regex", value="x" * 300), VALUE, "at most 256 characters"),
         (rule(time={"start": "09:00", "end": "17:00"}), "match.time.tz", "is required"),
-        (rule(time={"tz": "Mars/Olympus", "days": ["mon"]}), "match.time.tz", "unknown IANA time zone"),
+        (rule(time={"tz": "Mars/Olympus", "days": ["mon"]}), "match.time.tz", "unknown IANA"),
         (rule(time={"tz": "UTC", "days": ["monday"]}), "match.time.days", "days are"),
         (rule(time={"tz": "UTC", "start": "9:00", "end": "17:00"}), "match.time.start", "HH:MM"),
         (rule(time={"tz": "UTC", "start": "09:00", "end": "24:01"}), "match.time.end", "HH:MM"),
         (rule(time={"tz": "UTC", "start": "24:00", "end": "05:00"}), "match.time.start", "HH:MM"),
-        (rule(time={"tz": "UTC", "start": "09:00"}), "match.time.end", "start and end go together"),
+        (rule(time={"tz": "UTC", "start": "09:00"}), "match.time.end", "go together"),
         (rule(time={"tz": "UTC"}), "match.time.days", "needs days, or start and end"),
-        (rule(time={"tz": "UTC", "start": "09:00", "end": "09:00"}), "match.time.end", "must differ"),
-        (rule(time={"tz": "UTC", "days": ["mon"], "when": "now"}), "match.time.when", "unknown field"),
-        ({"id": "r1", "action": "allow", "rate_limit": {"limit": 0, "window_s": 60, "per": "key"}}, "rate_limit.limit", "from 1 to"),
-        ({"id": "r1", "action": "allow", "rate_limit": {"limit": 5, "window_s": "60", "per": "key"}}, "rate_limit.window_s", "integer"),
-        ({"id": "r1", "action": "allow", "rate_limit": {"limit": 5, "window_s": 60, "per": "user"}}, "rate_limit.per", "must be one of"),
-        ({"id": "r1", "action": "allow", "rate_limit": {"limit": 5, "window_s": 60}}, "rate_limit.per", "is required"),
-        ({"id": "r1", "action": "deny", "rate_limit": {"limit": 5, "window_s": 60, "per": "org"}}, "rate_limit", "nothing to rate-limit"),
+        (rule(time={"tz": "UTC", "start": "09:00", "end": "09:00"}), "match.time.end", "differ"),
+        (rule(time={"tz": "UTC", "days": ["mon"], "when": 1}), "match.time.when", "unknown field"),
+        (limited(limit=0, window_s=60, per="key"), "rate_limit.limit", "from 1 to"),
+        (limited(limit=5, window_s="60", per="key"), "rate_limit.window_s", "integer"),
+        (limited(limit=5, window_s=60, per="user"), "rate_limit.per", "must be one of"),
+        (limited(limit=5, window_s=60), "rate_limit.per", "is required"),
+        (
+            {
+                "id": "r1",
+                "action": "deny",
+                "rate_limit": {"limit": 5, "window_s": 60, "per": "org"},
+            },
+            "rate_limit",
+            "nothing to rate-limit",
+        ),
     ],
-)  # fmt: skip
+)
 def test_an_invalid_rule_is_refused_with_the_field_and_the_reason(
     document: Any, field: str, message: str
 ) -> None:

@@ -6,9 +6,19 @@ import asyncio
 import signal
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections
 
 from compliance.audit.writer import CLAIM_MIN_IDLE_MS, run_forever, run_once
+from governance.hotstate import close_hotstate
+
+
+async def _release() -> None:
+    # The process-wide hot state belongs to this loop, which ends here; the database work ran
+    # in asgiref's worker thread, whose connection would otherwise outlive the command.
+    await close_hotstate()
+    await sync_to_async(connections.close_all)()
 
 
 class Command(BaseCommand):
@@ -34,10 +44,16 @@ class Command(BaseCommand):
         if batch < 1:
             raise CommandError("--batch must be at least 1")
         if options["once"]:
-            outbox, stream = asyncio.run(run_once(batch=batch, claim_min_idle_ms=claim_idle_ms))
+            outbox, stream = asyncio.run(self._once(batch, claim_idle_ms))
             self.stdout.write(f"stored {outbox} events from the outbox, {stream} from the stream")
             return
         asyncio.run(self._run(batch, claim_idle_ms))
+
+    async def _once(self, batch: int, claim_idle_ms: int) -> tuple[int, int]:
+        try:
+            return await run_once(batch=batch, claim_min_idle_ms=claim_idle_ms)
+        finally:
+            await _release()
 
     async def _run(self, batch: int, claim_idle_ms: int) -> None:
         stop = asyncio.Event()
@@ -46,4 +62,7 @@ class Command(BaseCommand):
             # Finish the batch in hand, then exit: nothing is acknowledged before it commits.
             loop.add_signal_handler(sig, stop.set)
         self.stdout.write("audit writer running (SIGTERM or Ctrl-C to stop)")
-        await run_forever(stop, batch=batch, claim_min_idle_ms=claim_idle_ms)
+        try:
+            await run_forever(stop, batch=batch, claim_min_idle_ms=claim_idle_ms)
+        finally:
+            await _release()

@@ -1,0 +1,139 @@
+"""Anomalies: what the detectors raised (rate spikes, destructive patterns, tool drift, policy
+alerts), filtered by status and kind; acknowledge and resolve with a note."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from governance import services
+from governance.models import Anomaly, AnomalyStatus
+from governance.permissions import Action
+from governance.services.console_extra import anomaly_acknowledge, anomaly_resolve
+from governance.views.base import Console, console_render, org_required
+
+ANOMALIES_PER_PAGE = 50
+DETAIL_SUMMARY_CHARS = 140
+
+
+def _anomalies_for_org(console: Console, *, status: str, kind: str) -> QuerySet[Anomaly]:
+    qs = Anomaly.objects.filter(org=console.org).select_related("session", "resolved_by")
+    if status:
+        qs = qs.filter(status=status)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs.order_by("-created_at", "-id")
+
+
+def _anomaly_get(console: Console, anomaly_id: int) -> Anomaly:
+    anomaly = Anomaly.objects.filter(org=console.org, pk=anomaly_id).first()
+    if anomaly is None:
+        raise Http404("no such anomaly in this organisation")
+    return anomaly
+
+
+def detail_summary(detail: Any) -> str:
+    """A one-line reading of the detector's detail document: `key: value · key: value`."""
+    if not isinstance(detail, dict) or not detail:
+        return ""
+    parts = []
+    for key, value in detail.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}: {shown}")
+    text = " · ".join(parts)
+    return text if len(text) <= DETAIL_SUMMARY_CHARS else text[: DETAIL_SUMMARY_CHARS - 1] + "…"
+
+
+@org_required(Action.ANOMALIES_VIEW)
+def anomalies(request: HttpRequest, console: Console) -> HttpResponse:
+    statuses = dict(AnomalyStatus.choices)
+    status = request.GET.get("status", "")
+    status = status if status in statuses else ""
+    kind = request.GET.get("kind", "").strip()[:40]
+    page = Paginator(
+        _anomalies_for_org(console, status=status, kind=kind), ANOMALIES_PER_PAGE
+    ).get_page(request.GET.get("page"))
+    rows = [
+        {"anomaly": a, "summary": detail_summary(a.detail), "detail_json": _pretty(a.detail)}
+        for a in page.object_list
+    ]
+    kinds = list(
+        Anomaly.objects.filter(org=console.org)
+        .order_by("kind")
+        .values_list("kind", flat=True)
+        .distinct()
+    )
+    if kind and kind not in kinds:
+        kinds.append(kind)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return console_render(
+        request,
+        console,
+        "console/anomalies/list.html",
+        {
+            "page": page,
+            "rows": rows,
+            "status": status,
+            "kind": kind,
+            "statuses": AnomalyStatus.choices,
+            "kinds": kinds,
+            "filtered": bool(status or kind),
+            "query": query.urlencode(),
+            "here": request.get_full_path(),
+        },
+    )
+
+
+def _pretty(detail: Any) -> str:
+    return json.dumps(detail, indent=2, ensure_ascii=False, sort_keys=True) if detail else ""
+
+
+def _back(request: HttpRequest) -> HttpResponse:
+    target = request.POST.get("next", "")
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect("console:anomalies")
+
+
+@require_POST
+@org_required(Action.ANOMALIES_MANAGE)
+def anomaly_acknowledge_view(
+    request: HttpRequest, console: Console, anomaly_id: int
+) -> HttpResponse:
+    anomaly = _anomaly_get(console, anomaly_id)
+    try:
+        anomaly_acknowledge(org=console.org, actor=console.user, anomaly=anomaly)
+    except services.ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Acknowledged the {anomaly.kind} anomaly.")
+    return _back(request)
+
+
+@require_POST
+@org_required(Action.ANOMALIES_MANAGE)
+def anomaly_resolve_view(request: HttpRequest, console: Console, anomaly_id: int) -> HttpResponse:
+    anomaly = _anomaly_get(console, anomaly_id)
+    try:
+        anomaly_resolve(
+            org=console.org,
+            actor=console.user,
+            anomaly=anomaly,
+            note=request.POST.get("note", ""),
+        )
+    except services.ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Resolved the {anomaly.kind} anomaly.")
+    return _back(request)

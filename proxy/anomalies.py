@@ -1,0 +1,166 @@
+"""Anomaly detectors, run after a call is answered (never on the response path).
+
+- destructive_pattern: tool names like delete_*, drop_*, truncate_*, destroy_*, purge_*, and
+  tools annotated destructiveHint: true (and not readOnlyHint) — even when a policy allowed them;
+- rate_spike: the session's calls in the current minute exceed 3x its rolling average over the
+  previous ten minutes, with a minimum volume so a quiet session's first burst is not a spike;
+- tool_drift: reported by the catalogue when a tool's description or schema changed;
+- policy_alert: a rule with action alert matched.
+Each fires at most once per session and kind per cooldown (5 minutes), is made durable as an
+audit event, stored as an Anomaly and, if the organisation asks, suspends the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from asgiref.sync import sync_to_async
+
+from governance import runtime_flags as flags
+from proxy import audit
+
+log = logging.getLogger("igris.proxy.anomalies")
+
+DESTRUCTIVE_NAME = re.compile(r"^(delete|drop|truncate|destroy|purge)([_\-.]|$)", re.IGNORECASE)
+COOLDOWN_S = 300.0
+SPIKE_FACTOR = 3.0
+SPIKE_MIN_VOLUME = 30
+WINDOW_BUCKETS = 11  # ten full minutes of history plus the current one
+SEVERITY = {
+    "destructive_pattern": "high",
+    "tool_drift": "high",
+    "rate_spike": "medium",
+    "policy_alert": "medium",
+}
+
+
+def is_destructive(name: str | None, annotations: dict[str, Any] | None) -> bool:
+    if name and DESTRUCTIVE_NAME.match(name):
+        return True
+    ann = annotations or {}
+    # MCP tool annotations are hints from the server (untrusted), used only to raise alerts here.
+    return ann.get("destructiveHint") is True and ann.get("readOnlyHint") is not True
+
+
+def is_spike(buckets: list[int]) -> bool:
+    if not buckets:
+        return False
+    current, history = buckets[-1], buckets[:-1]
+    average = sum(history) / len(history) if history else 0.0
+    return current >= SPIKE_MIN_VOLUME and current > SPIKE_FACTOR * average
+
+
+def _store(event: dict[str, Any], auto_suspend: bool) -> None:
+    from django.db import connection
+
+    from governance.services import anomaly_record
+
+    try:
+        anomaly_record(
+            org_id=event["org_id"],
+            session_id=event.get("session_id"),
+            server_slug=event.get("server_slug") or "",
+            kind=event["data"]["kind"],
+            severity=event["data"]["severity"],
+            tool=event.get("tool"),
+            detail=event["data"],
+            event_id=event["id"],
+            auto_suspend=auto_suspend,
+        )
+    finally:
+        connection.close()
+
+
+class Detector:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def after_call(self, exchange: Any, decision: Any) -> None:
+        task = asyncio.create_task(self._check(exchange, decision))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def report_drift(self, exchange: Any, names: list[str]) -> None:
+        for name in names:
+            task = asyncio.create_task(
+                self._fire(
+                    exchange,
+                    "tool_drift",
+                    name,
+                    {"message": f"tool '{name}' changed since it was approved"},
+                )
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _check(self, exchange: Any, decision: Any) -> None:
+        try:
+            msg = exchange.msg
+            name = msg.name if msg else None
+            if msg is None or msg.method != "tools/call":
+                return
+            tools = await self.app.catalog.tools(exchange.server.id)
+            info = tools.get(name or "")
+            if is_destructive(name, info.annotations if info else None):
+                await self._fire(
+                    exchange,
+                    "destructive_pattern",
+                    name,
+                    {"message": f"destructive tool '{name}' was called"},
+                )
+            if decision is not None and decision.action == "alert":
+                await self._fire(
+                    exchange,
+                    "policy_alert",
+                    name,
+                    {
+                        "message": decision.message or f"rule {decision.rule_id} matched",
+                        "rule": decision.rule_id,
+                        "version": decision.version,
+                    },
+                )
+            if exchange.session_id:
+                stats = await self.app.hotstate.window_add(
+                    f"calls:{exchange.session_id}", bucket_s=60, buckets=WINDOW_BUCKETS
+                )
+                if is_spike(stats.buckets):
+                    await self._fire(
+                        exchange,
+                        "rate_spike",
+                        name,
+                        {
+                            "message": f"{stats.current} calls this minute, over {SPIKE_FACTOR:g}x "
+                            "the session's rolling average",
+                            "buckets": stats.buckets,
+                        },
+                    )
+        except Exception:
+            log.exception("anomaly detection failed")
+
+    async def _fire(
+        self, exchange: Any, kind: str, tool: str | None, detail: dict[str, Any]
+    ) -> None:
+        try:
+            scope = exchange.session_id or exchange.principal.identity
+            if not await self.app.hotstate.set_if_absent(
+                flags.anomaly_cooldown(scope, kind), "1", COOLDOWN_S
+            ):
+                return
+            data = {"kind": kind, "severity": SEVERITY.get(kind, "medium"), **detail}
+            event = exchange.event(decision="observed", result="anomaly", data=data)
+            event["type"] = "anomaly"
+            event["tool"] = tool
+            await audit.record(self.app.hotstate, event, embedded=self.app.embedded_audit)
+            await self.app.sessions.flush()
+            auto = bool(exchange.org and exchange.org.auto_suspend_on_anomaly)
+            await sync_to_async(_store, thread_sensitive=False)(event, auto)
+        except Exception:
+            log.exception("could not record anomaly %s", kind)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

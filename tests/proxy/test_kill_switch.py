@@ -1,0 +1,228 @@
+"""Kill switch, suspension, rate limits and anomalies through the proxy, on real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+from mcp.shared.exceptions import MCPError
+
+from tests.proxy.conftest import mcp_client
+from tests.proxy.test_proxy_e2e import _drain_events, _publish
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+MODERN = {
+    "MCP-Protocol-Version": "2026-07-28",
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+}
+
+
+def _call(tool, args, id=1, client="raw"):
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": id,
+            "method": "tools/call",
+            "params": {
+                "name": tool,
+                "arguments": args,
+                "_meta": {
+                    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                    "io.modelcontextprotocol/clientInfo": {"name": client, "version": "1"},
+                },
+            },
+        }
+    )
+
+
+async def _post_call(http, token, tool, args, **kw):
+    return await http.post(
+        "/proxy/demo/mcp",
+        content=_call(tool, args, **kw),
+        headers={
+            **MODERN,
+            "Authorization": f"Bearer {token}",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": tool,
+        },
+    )
+
+
+async def _session_of(key_id):
+    from governance.models import AgentSession
+
+    for _ in range(50):
+        session = await sync_to_async(lambda: AgentSession.objects.filter(key_id=key_id).first())()
+        if session is not None:
+            return session
+        await asyncio.sleep(0.1)
+    raise AssertionError("the session was never recorded")
+
+
+async def test_a_killed_session_gets_no_more_calls(igris_url, demo_server, acme, alice, acme_key):
+    from governance.services import session_kill
+
+    await _publish(acme, alice, [], posture="allow")
+    async with httpx.AsyncClient(base_url=igris_url) as http:
+        first = await _post_call(http, acme_key[1], "echo", {"text": "one"})
+        assert first.status_code == 200
+        session_id = first.headers["igris-session-id"]
+        session = await _session_of(acme_key[0].pk)
+        assert session.id == session_id and session.era == "modern" and session.client_name == "raw"
+        await sync_to_async(session_kill)(
+            org=acme, actor=alice, session=session, reason="runaway agent"
+        )
+        answer = await _post_call(http, acme_key[1], "echo", {"text": "two"})
+    assert answer.status_code == 403
+    error = answer.json()["error"]
+    assert error["code"] == -31003 and "runaway agent" in error["message"]
+    events = await _drain_events(acme.id)
+    refused = [e for e in events if e.get("decision") == "refused"]
+    assert len(refused) == 1 and refused[0]["data"]["reason"] == "session_killed"
+    await sync_to_async(connections.close_all)()
+
+
+async def test_a_suspended_session_is_refused_until_resumed(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    from governance.services import session_resume, session_suspend
+
+    await _publish(acme, alice, [], posture="allow")
+    async with httpx.AsyncClient(base_url=igris_url) as http:
+        assert (await _post_call(http, acme_key[1], "echo", {"text": "a"})).status_code == 200
+        session = await _session_of(acme_key[0].pk)
+        await sync_to_async(session_suspend)(
+            org=acme, actor=alice, session=session, reason="review"
+        )
+        suspended = await _post_call(http, acme_key[1], "echo", {"text": "b"})
+        assert suspended.status_code == 503 and suspended.json()["error"]["code"] == -31004
+        await sync_to_async(session_resume)(org=acme, actor=alice, session=session)
+        assert (await _post_call(http, acme_key[1], "echo", {"text": "c"})).status_code == 200
+    await sync_to_async(connections.close_all)()
+
+
+async def test_an_emergency_stop_closes_a_stream_mid_call(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    """A legacy SSE stream of a slow call is cut within a second of the organisation's stop."""
+    from governance.services import kill_lift, org_emergency_stop
+
+    await _publish(acme, alice, [], posture="allow")
+    async with mcp_client(f"{igris_url}/proxy/demo/mcp", acme_key[1], mode="legacy") as client:
+        call = asyncio.create_task(client.call_tool("slow", {"seconds": 30, "steps": 30}))
+        await asyncio.sleep(1.0)
+        started = time.monotonic()
+        await sync_to_async(org_emergency_stop)(org=acme, actor=alice, reason="incident 42")
+        with pytest.raises(MCPError, match="killed by an operator: incident 42"):
+            await asyncio.wait_for(call, timeout=10)
+        elapsed = time.monotonic() - started
+    assert elapsed < 5  # the 30 s call did not run to its end
+    async with httpx.AsyncClient(base_url=igris_url) as http:
+        refused = await _post_call(http, acme_key[1], "echo", {"text": "x"})
+        assert refused.status_code == 403
+        await sync_to_async(kill_lift)(org=acme, actor=alice, scope="org")
+        assert (await _post_call(http, acme_key[1], "echo", {"text": "y"})).status_code == 200
+    await sync_to_async(connections.close_all)()
+
+
+async def test_a_rule_rate_limit_answers_429_with_retry_after(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    rules = [
+        {
+            "id": "slow-down",
+            "action": "allow",
+            "match": {"tools": ["echo"]},
+            "rate_limit": {"limit": 3, "window_s": 60, "per": "key"},
+        }
+    ]
+    await _publish(acme, alice, rules, posture="allow")
+    async with httpx.AsyncClient(base_url=igris_url) as http:
+        answers = [
+            await _post_call(http, acme_key[1], "echo", {"text": str(i)}, id=i) for i in range(4)
+        ]
+        other_tool = await _post_call(http, acme_key[1], "add", {"a": 1, "b": 2}, id=9)
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert int(answers[3].headers["retry-after"]) >= 1
+    assert answers[3].json()["error"]["code"] == -31005
+    assert other_tool.status_code == 200
+    events = await _drain_events(acme.id)
+    assert [e["decision"] for e in events if e["type"] == "tool_call"].count("rate_limited") == 1
+    await sync_to_async(connections.close_all)()
+
+
+async def test_a_destructive_call_raises_an_anomaly_even_when_allowed(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    from governance.models import Anomaly
+
+    await _publish(acme, alice, [], posture="allow")
+    async with mcp_client(f"{igris_url}/proxy/demo/mcp", acme_key[1]) as client:
+        await client.list_tools()
+        result = await client.call_tool("delete_records", {"table": "tickets", "where": {"id": 1}})
+        assert not result.is_error
+        await client.call_tool("delete_records", {"table": "tickets", "where": {"id": 2}})
+    for _ in range(50):
+        anomalies = await sync_to_async(list)(Anomaly.objects.filter(org=acme))
+        if anomalies:
+            break
+        await asyncio.sleep(0.1)
+    assert [(a.kind, a.tool, a.severity) for a in anomalies] == [
+        ("destructive_pattern", "delete_records", "high")
+    ]
+    events = await _drain_events(acme.id)
+    assert [e["data"]["kind"] for e in events if e["type"] == "anomaly"] == ["destructive_pattern"]
+    await sync_to_async(connections.close_all)()
+
+
+async def test_a_tool_whose_description_changed_is_blocked_until_approved(
+    acme, alice, acme_key, transactional_db, igris_url
+):
+    from governance.demo.upstream import build_demo_app
+    from governance.models import Anomaly, Tool
+    from governance.services import server_create, tool_approve
+    from tests.support import serving
+
+    await _publish(acme, alice, [], posture="allow")
+    with serving(build_demo_app()) as port:
+        await sync_to_async(server_create)(
+            org=acme,
+            actor=alice,
+            name="Demo",
+            slug="demo",
+            upstream_url=f"http://127.0.0.1:{port}/mcp",
+        )
+        async with mcp_client(f"{igris_url}/proxy/demo/mcp", acme_key[1]) as client:
+            assert "echo" in {t.name for t in (await client.list_tools()).tools}
+    with serving(build_demo_app(drift=True)) as port:
+        from governance.models import McpServer
+        from governance.services import server_update
+
+        server = await sync_to_async(McpServer.objects.get)(slug="demo", org=acme)
+        await sync_to_async(server_update)(
+            org=acme, actor=alice, server=server, upstream_url=f"http://127.0.0.1:{port}/mcp"
+        )
+        async with mcp_client(f"{igris_url}/proxy/demo/mcp", acme_key[1]) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert "echo" not in names and "add" in names
+            blocked = await client.call_tool("echo", {"text": "hi"})
+            assert blocked.is_error and "igris:tool-drift" in blocked.content[0].text
+            tool = await sync_to_async(Tool.objects.get)(server=server, name="echo")
+            assert tool.state == "drifted" and tool.description != tool.approved_description
+            await sync_to_async(tool_approve)(org=acme, actor=alice, tool=tool)
+            await asyncio.sleep(0.5)
+            allowed = await client.call_tool("echo", {"text": "hi"})
+            assert not allowed.is_error
+    kinds = await sync_to_async(list)(
+        Anomaly.objects.filter(org=acme).values_list("kind", flat=True)
+    )
+    assert "tool_drift" in kinds
+    await sync_to_async(connections.close_all)()
