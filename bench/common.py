@@ -1014,7 +1014,17 @@ def profile_top(path: Path, limit: int = 25) -> dict[str, Any]:
         key=lambda r: r["own_pct"],
         reverse=True,
     )[:15]
+
+    def calls_ending(suffix: str) -> int:
+        return sum(v[1] for k, v in raw.items() if label(k).endswith(suffix))
+
     return {
+        "calls_of": {
+            # plain functions (not coroutines), so call counts are real counts
+            "redis_pack_command": calls_ending("(pack_command)"),
+            "redis_pipelines": calls_ending("(pack_commands)"),
+            "audit_build_event": calls_ending("(build_event)"),
+        },
         "total_own_s": round(total, 3),
         "by_own": by_own,
         "by_cum": by_cum,

@@ -208,24 +208,45 @@ def _fds(pid: int) -> int:
         return -1
 
 
-def snapshot(igris_pid: int, upstream_pid: int) -> dict[str, Any]:
+def redis_prefix_bytes(prefix: str) -> tuple[int, int]:
+    """MEMORY USAGE summed over this run's keys (the audit stream left out: the writer drains
+    it, its size is not per session). Scoped by prefix because Redis is shared."""
+    import redis
+
+    client = redis.Redis.from_url(common.REDIS_URL)
+    try:
+        total = keys = 0
+        for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            if b"stream" in key:
+                continue
+            total += int(client.memory_usage(key, samples=0) or 0)
+            keys += 1
+        return total, keys
+    finally:
+        client.close()
+
+
+def snapshot(igris_pid: int, upstream_pid: int, prefix: str) -> dict[str, Any]:
+    redis_bytes, redis_keys = redis_prefix_bytes(prefix)
     return {
         "igris_rss_kib": common.rss_kib(igris_pid),
         "igris_fds": _fds(igris_pid),
         "upstream_rss_kib": common.rss_kib(upstream_pid),
-        "redis_used_memory_bytes": common.redis_info()["used_memory"],
+        "redis_bytes": redis_bytes,
+        "redis_keys": redis_keys,
     }
 
 
 def delta(after: dict[str, Any], before: dict[str, Any], count: int) -> dict[str, Any]:
     d_rss = after["igris_rss_kib"] - before["igris_rss_kib"]
-    d_redis = after["redis_used_memory_bytes"] - before["redis_used_memory_bytes"]
+    d_redis = after["redis_bytes"] - before["redis_bytes"]
     d_up = after["upstream_rss_kib"] - before["upstream_rss_kib"]
     return {
         "count": count,
         "igris_rss_delta_kib": d_rss,
         "igris_rss_per_item_kib": round(d_rss / count, 2) if count else None,
         "igris_fds_delta": after["igris_fds"] - before["igris_fds"],
+        "redis_keys_delta": after["redis_keys"] - before["redis_keys"],
         "redis_delta_bytes": d_redis,
         "redis_per_item_bytes": round(d_redis / count) if count else None,
         "upstream_rss_per_item_kib": round(d_up / count, 2) if count else None,
@@ -254,7 +275,7 @@ def main() -> int:
             f"proxy, left idle) and after opening {args.streams} GET SSE streams on them; "
             f"{SETTLE_S} s settle before each reading. Deltas divided by the count. RSS moves in "
             "pages and the allocator keeps freed memory: an upper bound at that scale, not an "
-            "exact size. Redis used_memory delta shows what the session bindings cost there."
+            "exact size. Redis: MEMORY USAGE summed over this run's keys (session bindings etc.)."
         ),
         "logs": str(common.LOG_DIR),
     }
@@ -303,15 +324,15 @@ def main() -> int:
 
         report["warm_up"] = expect("warm")
         time.sleep(SETTLE_S)
-        base = snapshot(igris.pid, upstream.pid)
+        base = snapshot(igris.pid, upstream.pid, prefix)
         tell("sessions")
         report["sessions_opened"] = expect("sessions")
         time.sleep(SETTLE_S)
-        after_sessions = snapshot(igris.pid, upstream.pid)
+        after_sessions = snapshot(igris.pid, upstream.pid, prefix)
         tell("streams")
         report["streams_opened"] = expect("streams")
         time.sleep(SETTLE_S)
-        after_streams = snapshot(igris.pid, upstream.pid)
+        after_streams = snapshot(igris.pid, upstream.pid, prefix)
         tell("quit")
         report["readings"] = {
             "baseline": base,

@@ -271,6 +271,11 @@ def profile_igris(bench: Bench, stack: Stack, proxy_path: str, api_key: str) -> 
     stack.stop(proc)
     top = common.profile_top(out_path)
     t = result["targets"]["igris"]
+    calls = top["calls_of"]
+    per_call = None
+    if calls["audit_build_event"]:
+        # one audit event per proxied call; commands inside pipelines are counted too
+        per_call = round(calls["redis_pack_command"] / calls["audit_build_event"], 2)
     return {
         "method": (
             "cProfile (timer: CPU time of the event-loop thread) in the igris process, 1 worker, "
@@ -279,6 +284,7 @@ def profile_igris(bench: Bench, stack: Stack, proxy_path: str, api_key: str) -> 
             "as a call, so read shares, not absolute times or call counts."
         ),
         "under_profiler_rps": t["throughput_rps"],
+        "redis_commands_per_call": per_call,
         "under_profiler_p50_ms": t["latency"].get("p50_ms"),
         "dump": str(out_path),
         **top,
@@ -292,7 +298,7 @@ def main() -> int:
     parser.add_argument("--no-sse", action="store_true", help="Skip the SSE-upstream phase.")
     parser.add_argument("--no-fast", action="store_true", help="Skip the raw-echo upstream.")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto")
-    parser.add_argument("--max-quiet-wait", type=float, default=60.0)
+    parser.add_argument("--max-quiet-wait", type=float, default=30.0)
     args = parser.parse_args()
     args.n1, args.warm1, args.duration1 = 3000, 400, 60.0
     args.n16, args.warm16, args.duration16 = 20000, 1000, 20.0

@@ -3,18 +3,24 @@ upstream credentials are write-only through the console/API."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from governance.models import (
+    AgentSession,
+    Anomaly,
     ApiKey,
     Invitation,
     McpServer,
     Membership,
     Organization,
     PendingEvent,
+    PolicyDraft,
+    PolicyVersion,
+    Tool,
     User,
 )
+from governance.services import ServiceError, session_kill, session_resume, session_suspend
 
 
 @admin.register(User)
@@ -144,3 +150,121 @@ class PendingEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+# --- runtime objects -----------------------------------------------------------------------------
+
+
+@admin.register(PolicyDraft)
+class PolicyDraftAdmin(admin.ModelAdmin):
+    list_display = ["org", "base_version", "updated_by", "updated_at"]
+    search_fields = ["org__name", "org__slug"]
+    list_select_related = ["org", "updated_by"]
+    readonly_fields = ["org", "rules", "base_version", "updated_by", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:  # drafts change through the console or API
+        return False
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    list_display = [
+        "org",
+        "number",
+        "posture",
+        "published_by",
+        "published_at",
+        "rolled_back_from",
+        "note",
+    ]
+    list_filter = ["posture"]
+    search_fields = ["org__name", "org__slug", "note"]
+    list_select_related = ["org", "published_by"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:  # published versions are immutable
+        return False
+
+
+@admin.register(Tool)
+class ToolAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "server",
+        "org",
+        "state",
+        "first_seen_at",
+        "last_seen_at",
+        "approved_at",
+    ]
+    list_filter = ["state"]
+    search_fields = ["name", "server__slug", "org__slug"]
+    list_select_related = ["server", "org"]
+    readonly_fields = ["fingerprint", "approved_fingerprint", "first_seen_at", "last_seen_at"]
+
+
+def _session_action(service, label):
+    def action(modeladmin, request, queryset):
+        done = 0
+        for session in queryset.select_related("org"):
+            try:
+                service(org=session.org, actor=request.user, session=session)
+                done += 1
+            except ServiceError as exc:
+                modeladmin.message_user(request, f"{session.id}: {exc.message}", messages.WARNING)
+        modeladmin.message_user(request, f"{label}: {done} session(s).", messages.SUCCESS)
+
+    action.short_description = f"{label} selected sessions"
+    action.__name__ = f"action_{label.lower()}"
+    return action
+
+
+@admin.register(AgentSession)
+class AgentSessionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "org",
+        "server_slug",
+        "key",
+        "client_name",
+        "era",
+        "state",
+        "calls",
+        "denied",
+        "errors",
+        "started_at",
+        "last_seen_at",
+    ]
+    list_filter = ["state", "era"]
+    search_fields = ["id", "org__slug", "server_slug", "client_name"]
+    list_select_related = ["org", "key"]
+    readonly_fields = [f.name for f in AgentSession._meta.fields]
+    actions = [
+        _session_action(session_kill, "Kill"),
+        _session_action(session_suspend, "Suspend"),
+        _session_action(session_resume, "Resume"),
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(Anomaly)
+class AnomalyAdmin(admin.ModelAdmin):
+    list_display = ["kind", "severity", "org", "server_slug", "tool", "status", "created_at"]
+    list_filter = ["kind", "severity", "status"]
+    search_fields = ["org__slug", "server_slug", "tool"]
+    list_select_related = ["org"]
+    readonly_fields = [
+        "org",
+        "session",
+        "server_slug",
+        "kind",
+        "severity",
+        "tool",
+        "detail",
+        "event_id",
+        "created_at",
+    ]

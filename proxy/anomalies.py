@@ -53,7 +53,7 @@ def is_spike(buckets: list[int]) -> bool:
     return current >= SPIKE_MIN_VOLUME and current > SPIKE_FACTOR * average
 
 
-def _store(event: dict[str, Any], auto_suspend: bool) -> None:
+def _store(event: dict[str, Any], detail: dict[str, Any], auto_suspend: bool) -> None:
     from django.db import connection
 
     from governance.services import anomaly_record
@@ -61,12 +61,12 @@ def _store(event: dict[str, Any], auto_suspend: bool) -> None:
     try:
         anomaly_record(
             org_id=event["org_id"],
-            session_id=event.get("session_id"),
-            server_slug=event.get("server_slug") or "",
-            kind=event["data"]["kind"],
-            severity=event["data"]["severity"],
-            tool=event.get("tool"),
-            detail=event["data"],
+            session_id=event["data"].get("session_id"),
+            server_slug=event["data"].get("server_slug") or "",
+            kind=detail["kind"],
+            severity=detail["severity"],
+            tool=event["data"].get("tool"),
+            detail=detail,
             event_id=event["id"],
             auto_suspend=auto_suspend,
         )
@@ -153,11 +153,11 @@ class Detector:
             data = {"kind": kind, "severity": SEVERITY.get(kind, "medium"), **detail}
             event = exchange.event(decision="observed", result="anomaly", data=data)
             event["type"] = "anomaly"
-            event["tool"] = tool
+            event["data"]["tool"] = tool
             await audit.record(self.app.hotstate, event, embedded=self.app.embedded_audit)
             await self.app.sessions.flush()
             auto = bool(exchange.org and exchange.org.auto_suspend_on_anomaly)
-            await sync_to_async(_store, thread_sensitive=False)(event, auto)
+            await sync_to_async(_store, thread_sensitive=False)(event, data, auto)
         except Exception:
             log.exception("could not record anomaly %s", kind)
 

@@ -34,6 +34,7 @@ from proxy.http import (
 from proxy.http import send_rpc_error as rpc_error
 from proxy.runtime import Runtime, ServerConfig
 from proxy.sessions import SessionRecorder, new_session_id
+from proxy.usage import UsageMeter
 from proxy.streaming import Exchange, stream_response
 from proxy.upstream import Upstream, UpstreamError
 
@@ -69,6 +70,7 @@ class ProxyApp:
         self.sessions = SessionRecorder()
         self.catalog = self.runtime.catalog
         self.detector = Detector(self)
+        self.usage = UsageMeter(self)
         self._tasks: list[asyncio.Task[Any]] = []
         self.embedded_audit = not settings.REDIS_URL
         self.max_body = int(settings.IGRIS_PROXY_MAX_BODY_BYTES)
@@ -86,6 +88,7 @@ class ProxyApp:
             asyncio.create_task(self.runtime.listen(self.hotstate), name="proxy-flags")
         )
         self._tasks.append(asyncio.create_task(self.sessions.run(), name="proxy-sessions"))
+        self._tasks.append(asyncio.create_task(self.usage.run(), name="proxy-usage"))
 
     async def shutdown(self) -> None:
         for task in self._tasks:
@@ -97,6 +100,7 @@ class ProxyApp:
                 log.debug("proxy task %s ended", task.get_name())
         self._tasks.clear()
         await self.detector.drain()
+        await self.usage.flush()
         await self.sessions.flush()
         await self.upstream.close()
 
@@ -340,6 +344,8 @@ class ProxyApp:
             await self._deny(send, exchange, decision)
         else:
             await self._forward(send, exchange, headers, body, decision=decision)
+        if msg.method == "tools/call":
+            self.usage.count(org.id)
         self.detector.after_call(exchange, decision)
 
     # --- outcomes without the upstream ---------------------------------------------------

@@ -73,17 +73,17 @@ def build_event(
     fields: dict[str, Any],
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    event = {
+    """The common envelope (governance.events); the call's columns travel in `data`, where the
+    audit writer lifts them into their own columns."""
+    return {
         "id": str(uuid.uuid4()),
         "org_id": org_id,
         "type": type,
         "source": "proxy",
         "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
         "actor": actor,
-        "data": data or {},
+        "data": {**(data or {}), **fields},
     }
-    event.update(fields)
-    return event
 
 
 class AuditUnavailable(Exception):

@@ -257,7 +257,7 @@ async def stream_response(
         )
         if not await app._durable(send, exchange, event):
             return
-        app.sessions.note_call(exchange, denied=False, error=event["result"] != "ok")
+        app.sessions.note_call(exchange, denied=False, error=event["data"]["result"] != "ok")
     headers = exchange.response_headers() if response.status < 400 or exchange.era.modern else []
     ctype = content_type.encode() if content_type else None
     await _send_plain(send, response.status, body, ctype, headers)
@@ -447,7 +447,7 @@ async def _forward_event(
                     ),
                 )
                 return True
-            app.sessions.note_call(exchange, denied=False, error=event["result"] != "ok")
+            app.sessions.note_call(exchange, denied=False, error=event["data"]["result"] != "ok")
     await send({"type": "http.response.body", "body": raw, "more_body": True})
     return is_final
 

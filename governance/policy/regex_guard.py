@@ -5,17 +5,19 @@ agent controls, on the proxy's hot path, with Python's backtracking `re` engine.
 accepted only if a conservative static check over its parse tree finds none of the shapes that
 make backtracking super-quadratic (OWASP, "Regular expression Denial of Service - ReDoS"):
 
-- nested quantifiers: a variable repeat inside a variable repeat, as in `(a+)+` or `(a*)*`,
-  unless every iteration of the outer repeat starts or ends with a character the inner ones
-  cannot match (`(\\.\\w+)*` is fine);
-- quantified ambiguous alternation: `(a|aa)+`, `(x|x?)*` (alternatives that can start alike or
-  match nothing);
-- two unbounded quantifiers that can eat the same text with nothing in between to stop the
-  first one, as in `.*a.*b` or `\\d+\\d+` (polynomial: minutes on 4 KiB of input);
+- nested quantifiers: a repeat whose body holds a variable repeat or an ambiguous alternation,
+  as in `(a+)+`, `(a*)*`, `(a|aa)+`, `(x|x?)*`, `(a?){25}`, unless every iteration starts or
+  ends with a character the inner part cannot match (`(\\.\\w+)*` is fine);
+- two variable parts of one sequence that can eat the same text with nothing in between to
+  stop the first, as in `.*a.*b`, `\\d+\\d*` or `a?a?a?` (polynomial or exponential: `.*a.*b`
+  takes 12 s on 4 KiB);
 - backreferences and conditional groups (matching them is NP-hard in general).
 
-What remains is at worst quadratic in the subject length, which the engine caps
-(`MAX_REGEX_SUBJECT`). The check errs on the side of refusal; the error says what to rewrite.
+What remains is at worst quadratic in the subject length, because `search` retries from every
+position: the engine caps the subject (`MAX_REGEX_SUBJECT`), and bench/bench_policy.py records
+the worst case of some accepted patterns at that cap (up to a few hundred ms for a repeated
+group such as `(ab|a)*c`). Only a linear-time engine (RE2) would remove that last factor. The
+check errs on the side of refusal, and its messages say what to rewrite.
 
 It reads the tree of CPython's own regex parser (`re._parser`, Python 3.11), so what is checked
 is exactly what `re` will run.
@@ -32,8 +34,6 @@ from typing import Any
 MAX_REGEX_LENGTH = 256
 # Cap on the characters of an argument value a regex condition examines (see module docstring).
 MAX_REGEX_SUBJECT = 4096
-# Repeats with an upper bound above this count as unbounded for the polynomial check.
-_UNBOUNDED_FROM = 32
 
 _parser: Any = importlib.import_module("re._parser")
 _c: Any = importlib.import_module("re._constants")

@@ -57,6 +57,11 @@ Time windows. `days` are those on which the window starts (default: every day); 
 If `end` is earlier than `start` the window runs overnight: `{"days": ["fri"], "start":
 "22:00", "end": "06:00"}` covers Friday 22:00 to Saturday 06:00. Without start/end the window
 is the whole of each listed day.
+
+Validation. `validate_rules(documents)` returns the `Rule`s, or raises `PolicyValidationError`
+whose `errors` list every problem found, each as `{"index": 3, "field":
+"match.arguments[0].op", "message": "must be one of [...], not 'like'"}` (index None when the
+list itself is wrong), ready for a 400 body or a form error.
 """
 
 from __future__ import annotations

@@ -41,11 +41,12 @@ def _anomaly_get(console: Console, anomaly_id: int) -> Anomaly:
 
 
 def detail_summary(detail: Any) -> str:
-    """A one-line reading of the detector's detail document: `key: value · key: value`."""
+    """A one-line reading of the detector's detail document: `key: value · key: value`, keys
+    sorted (jsonb does not keep the order they were written in)."""
     if not isinstance(detail, dict) or not detail:
         return ""
     parts = []
-    for key, value in detail.items():
+    for key, value in sorted(detail.items()):
         shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         parts.append(f"{key}: {shown}")
     text = " · ".join(parts)

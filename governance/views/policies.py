@@ -101,7 +101,7 @@ def rule_view(index: int, document: Any) -> dict[str, Any]:
     for key, label in (
         ("servers", "servers"),
         ("methods", "methods"),
-        ("tools", "names"),
+        ("tools", "tools"),
         ("keys", "API keys"),
         ("key_tags", "key tags"),
         ("roles", "roles"),
@@ -148,7 +148,38 @@ def _rule_views(rules: list[Any], diff: dict[str, Any] | None = None) -> list[di
     return views
 
 
-def _pretty(rules: list[Any]) -> str:
+# The order people write rules in. PostgreSQL's jsonb keeps keys sorted by length, so without this
+# the editor would show "match" before "action".
+_KEY_ORDER: dict[str, tuple[str, ...]] = {
+    "rule": ("id", "action", "enabled", "message", "description", "match", "rate_limit"),
+    "match": ("servers", "methods", "tools", "keys", "key_tags", "roles", "arguments", "time"),
+    "condition": ("path", "op", "value"),
+    "time": ("days", "start", "end", "tz"),
+    "rate_limit": ("limit", "window_s", "per"),
+}
+
+
+def _ordered(value: Any, kind: str) -> Any:
+    if not isinstance(value, dict):
+        return value
+    order = _KEY_ORDER[kind]
+    keys = [k for k in order if k in value] + [k for k in value if k not in order]
+    out = {}
+    for key in keys:
+        item = value[key]
+        if kind == "rule" and key in ("match", "rate_limit"):
+            item = _ordered(item, key)
+        elif kind == "match" and key == "time":
+            item = _ordered(item, "time")
+        elif kind == "match" and key == "arguments" and isinstance(item, list):
+            item = [_ordered(c, "condition") for c in item]
+        out[key] = item
+    return out
+
+
+def _pretty(rules: Any) -> str:
+    if isinstance(rules, list):
+        rules = [_ordered(rule, "rule") for rule in rules]
     return json.dumps(rules, indent=2, ensure_ascii=False)
 
 
@@ -201,7 +232,7 @@ class DryRunForm(forms.Form):
         max_length=500,
         required=False,
         label="Tool name",
-        help_text="The tool (tools/call), prompt (prompts/get) or URI (resources/read).",
+        widget=forms.TextInput(attrs={"placeholder": "or prompt name, or resource URI"}),
     )
     arguments = forms.CharField(
         required=False,

@@ -510,11 +510,16 @@
       body.appendChild(el("p", {}, [
         result.isError ? badge("isError: true", "warn", "pg-is-error") : badge("isError: false", "ok", "pg-is-error")
       ]));
-      (Array.isArray(result.content) ? result.content : []).forEach(function (block) {
+      var blocks = Array.isArray(result.content) ? result.content : [];
+      if (blocks.length) {
+        body.appendChild(el("p", { className: "pg-label", text: "content · " + blocks.length + " block" + (blocks.length === 1 ? "" : "s") }));
+      }
+      blocks.forEach(function (block) {
         body.appendChild(contentBlock(block));
       });
       if (result.structuredContent !== undefined) {
-        body.appendChild(codeBlock(pretty(result.structuredContent), "structuredContent", "pg-structured"));
+        body.appendChild(el("p", { className: "pg-label", text: "structuredContent" }));
+        body.appendChild(codeBlock(pretty(result.structuredContent), null, "pg-structured"));
       }
     } else {
       body.appendChild(el("div", { className: "alert alert-warn", role: "alert" }, [el("p", { text: "No JSON-RPC response to this call came back." })]));

@@ -99,6 +99,21 @@ async def run(url: str, token: str, api: str, denied_tool: str) -> dict[str, Any
     return out
 
 
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind a failure, looking inside exception groups and causes."""
+    todo, seen = [exc], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, httpx.HTTPStatusError):
+            return current.response.status_code
+        todo.extend(getattr(current, "exceptions", ()))
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url")
@@ -110,7 +125,8 @@ def main() -> int:
         result = asyncio.run(run(args.url, args.token, args.api, args.denied_tool))
     except BaseException as exc:  # one JSON object on stdout whatever happens
         detail = "".join(traceback.format_exception(exc))
-        print(json.dumps({"error": repr(exc), "traceback": detail}))
+        error = {"error": repr(exc), "http_status": _http_status(exc), "traceback": detail}
+        print(json.dumps(error))
         return 1
     print(json.dumps(result, default=str))
     return 0

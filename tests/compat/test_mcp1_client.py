@@ -87,6 +87,23 @@ def test_a_1x_client_lists_calls_is_denied_and_gets_progress(
     assert {c["session_id"] for c in calls} == {out["session_id"]}
 
 
+@pytest.mark.xfail(
+    reason=(
+        "proxy bug: the audit event of a legacy `initialize` records protocol_version "
+        "2025-03-26 (the default for a missing MCP-Protocol-Version header) instead of the "
+        "version the client asked for in params.protocolVersion"
+    ),
+    strict=False,
+)
+def test_the_initialize_audit_event_records_the_negotiated_version(
+    igris_url, demo_server, policy, acme, acme_key, mcp1_python
+):
+    out = run_mcp1_client(mcp1_python, f"{igris_url}/proxy/demo/mcp", acme_key[1], "new")
+    assert out["protocol_version"] == "2025-11-25"
+    [init] = [e for e in drain_events(acme.id) if e["method"] == "initialize"]
+    assert init["protocol_version"] == "2025-11-25"
+
+
 def test_a_1x_client_without_a_key_is_refused(igris_url, demo_server, mcp1_python):
     done = subprocess.run(
         [
@@ -104,7 +121,7 @@ def test_a_1x_client_without_a_key_is_refused(igris_url, demo_server, mcp1_pytho
     )
     assert done.returncode == 1
     out = json.loads(done.stdout)
-    assert "401" in out["traceback"] or "Unauthorized" in out["traceback"]
+    assert out["http_status"] == 401, out["traceback"]
 
 
 # --- a 1.x FastMCP upstream behind igris -------------------------------------------------------

@@ -87,7 +87,7 @@ def test_the_page_lists_the_draft_rules_readably(client, alice, acme):
     assert "30 calls per 60 s per key" in body
     assert "every call" in body  # allow-rest has no match
     # The editor holds the same rules, pretty-printed.
-    assert '[\n  {\n    &quot;id&quot;: &quot;read-anything&quot;,\n' in body
+    assert "[\n  {\n    &quot;id&quot;: &quot;read-anything&quot;,\n" in body
 
 
 def test_the_page_shows_the_default_posture_with_a_link_to_settings(client, alice, acme):
@@ -158,7 +158,7 @@ def test_a_draft_that_is_not_a_list_is_refused(client, alice, acme):
     assert not PolicyDraft.objects.filter(org=acme).exists()
 
 
-# --- publish, versions, rollback -------------------------------------------------------------------
+# --- publish, versions, rollback -----------------------------------------------------------------
 
 
 def test_publishing_twice_makes_version_1_and_version_2(client, alice, acme):
@@ -167,7 +167,12 @@ def test_publishing_twice_makes_version_1_and_version_2(client, alice, acme):
     response = client.post(reverse("console:policy_publish"), {"note": "first cut"})
     assert response.status_code == 302
     v1 = PolicyVersion.objects.get(org=acme, number=1)
-    assert (v1.rules, v1.note, v1.published_by, v1.posture) == (RULES[:2], "first cut", alice, "deny")
+    assert (v1.rules, v1.note, v1.published_by, v1.posture) == (
+        RULES[:2],
+        "first cut",
+        alice,
+        "deny",
+    )
 
     client.post(reverse("console:policy_draft_save"), {"rules": json.dumps(RULES)})
     body = _text(client.get(reverse("console:policies")))
@@ -223,7 +228,7 @@ def test_the_version_page_shows_its_rules_and_the_diff_against_the_previous_one(
     assert "Roll back to v2" not in body
     v1 = PolicyVersion.objects.get(org=acme, number=1)
     first = _text(client.get(reverse("console:policy_version", args=[v1.id])))
-    assert "Changes since nothing (first version)" in first
+    assert "First version: every rule is new" in first
     assert "Roll back to v1" in first
 
 
@@ -320,7 +325,7 @@ def test_the_dry_run_refuses_arguments_that_are_not_a_json_object(client, alice,
     assert "Not valid JSON" in body
 
 
-# --- roles -----------------------------------------------------------------------------------------
+# --- roles ---------------------------------------------------------------------------------------
 
 
 def test_bob_the_developer_can_edit_publish_and_roll_back(client, bob, acme):
@@ -383,7 +388,7 @@ def test_charlie_never_sees_acme_drafts_or_versions(client, alice, acme, charlie
     assert 'data-testid="matched-rule">globex-only</code>' in body
 
 
-# --- query counts ----------------------------------------------------------------------------------
+# --- query counts --------------------------------------------------------------------------------
 
 # session, user, current membership + org, the user's organisations (switcher)
 LAYOUT_QUERIES = 4

@@ -34,8 +34,29 @@ def database_url() -> str:
     return f"postgres://{db['USER']}{password}@{host}/{db['NAME']}"
 
 
+class Served(str):
+    """The base URL of a served process, with the process itself (for kill -9 tests)."""
+
+    proc: subprocess.Popen[bytes]
+
+
+def igris_env(**extra_env: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update(
+        DATABASE_URL=database_url(),
+        REDIS_URL=settings.REDIS_URL,
+        IGRIS_ENV="development",
+        IGRIS_HOTSTATE_PREFIX=settings.IGRIS_HOTSTATE_PREFIX,
+        IGRIS_EMBEDDED_AUDIT_WRITER="false",
+        SECRET_KEY=settings.SECRET_KEY,
+        IGRIS_ENCRYPTION_KEY=settings.IGRIS_ENCRYPTION_KEY,
+        **extra_env,
+    )
+    return env
+
+
 @contextmanager
-def igris_process(**extra_env: str) -> Iterator[str]:
+def igris_process(**extra_env: str) -> Iterator[Served]:
     """One igris web process (uvicorn, production-like) on a free port, always stopped."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
@@ -71,7 +92,8 @@ def igris_process(**extra_env: str) -> Iterator[str]:
         env=env,
         start_new_session=True,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = Served(f"http://127.0.0.1:{port}")
+    base.proc = proc
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -29,7 +29,8 @@ async def _drain_events(org_id):
     finally:
         await hs.close()
     events = [json.loads(fields["event"]) for _, fields in entries]
-    return [e for e in events if e["org_id"] == str(org_id)]
+    # Flattened for reading: the call's columns travel in the envelope's data.
+    return [{**e["data"], **e} for e in events if e["org_id"] == str(org_id)]
 
 
 async def _publish(org, alice, rules, posture="deny"):
