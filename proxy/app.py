@@ -34,9 +34,9 @@ from proxy.http import (
 from proxy.http import send_rpc_error as rpc_error
 from proxy.runtime import Runtime, ServerConfig
 from proxy.sessions import SessionRecorder, new_session_id
-from proxy.usage import UsageMeter
 from proxy.streaming import Exchange, stream_response
 from proxy.upstream import Upstream, UpstreamError
+from proxy.usage import UsageMeter
 
 log = logging.getLogger("igris.proxy")
 

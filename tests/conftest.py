@@ -10,7 +10,6 @@ import socket
 
 import pytest
 
-
 PASSWORD = "correct-horse-battery-staple"
 
 
