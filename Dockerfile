@@ -11,7 +11,7 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
 # collectstatic needs settings to import: throwaway values only for this build step.
 RUN SECRET_KEY=build DATABASE_URL=sqlite:////tmp/build.sqlite3 REDIS_URL=redis://localhost:6379/0 \
-    ALLOWED_HOSTS=build IGRIS_ENCRYPTION_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= \
+    ALLOWED_HOSTS=build IGRIS_ENCRYPTION_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA= IGRIS_AUDIT_SIGNING_KEY=build \
     /app/.venv/bin/python manage.py collectstatic --noinput \
     && mkdir -p /app/var && chown -R igris:igris /app/var
 USER igris

@@ -25,9 +25,9 @@ class ChainHeadMismatch(RuntimeError):
 
 
 def checkpoint_signing_key() -> Any:
-    # Derived from SECRET_KEY for now: rotating SECRET_KEY orphans earlier checkpoints (their
-    # key_id no longer matches). A dedicated, stable signing key setting should replace this.
-    return signing_key_from_secret(settings.SECRET_KEY)
+    # IGRIS_AUDIT_SIGNING_KEY (SECRET_KEY in development): rotating it orphans earlier
+    # checkpoints (their key_id no longer matches), so it is kept apart from SECRET_KEY.
+    return signing_key_from_secret(settings.IGRIS_AUDIT_SIGNING_KEY)
 
 
 def checkpoint_create(*, org_id: uuid.UUID | str) -> Checkpoint:

@@ -268,6 +268,12 @@ IGRIS_ENCRYPTION_KEY = (
     else env_str("IGRIS_ENCRYPTION_KEY", _derive_key(SECRET_KEY))
 )
 
+# Seed of the Ed25519 key that signs audit checkpoints; keep it stable for the life of the audit
+# log (rotating it orphans earlier checkpoints). Development derives it from SECRET_KEY.
+IGRIS_AUDIT_SIGNING_KEY = (
+    env_str("IGRIS_AUDIT_SIGNING_KEY") if PRODUCTION else env_str("IGRIS_AUDIT_SIGNING_KEY", SECRET_KEY)
+)
+
 # --- REST API --------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

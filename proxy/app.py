@@ -473,6 +473,7 @@ class ProxyApp:
                 "who": exchange.principal.identity,
                 "server": exchange.server.id,
                 "up": response.headers.get("mcp-session-id", ""),
+                "client": exchange.client_info(),
             }
             try:
                 await self.hotstate.set_flag(

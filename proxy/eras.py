@@ -57,7 +57,11 @@ def classify(headers: dict[str, str], msg: Message) -> Era:
     """Route by MCP-Protocol-Version; validate modern headers against the body."""
     version = headers.get("mcp-protocol-version")
     if version is None:
-        # Legacy: a missing header means 2025-03-26 (MCP 2025-06-18, transports).
+        # initialize names the version it proposes in its params; otherwise a missing header
+        # means 2025-03-26 (MCP 2025-06-18, transports).
+        proposed = (msg.params or {}).get("protocolVersion") if msg.method == "initialize" else None
+        if proposed in LEGACY_VERSIONS:
+            return Era(modern=False, version=proposed)
         return Era(modern=False, version="2025-03-26")
     version = version.strip()
     if version in LEGACY_VERSIONS:

@@ -50,7 +50,8 @@ class Exchange:
     receive: Any = None
 
     def client_info(self) -> dict[str, Any] | None:
-        return eras.client_info(self.msg)
+        # Legacy clients introduce themselves once, in initialize; the session binding keeps it.
+        return eras.client_info(self.msg) or (self.binding or {}).get("client")
 
     def call_context(self) -> Any:
         from governance.policy.engine import CallContext

@@ -30,6 +30,16 @@ def _clean_cache():
 
     if settings.REDIS_URL:
         cache.delete_pattern("*")
+        # Hot state of this run (flags, counters, the audit stream): each test starts empty.
+        import redis
+
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        try:
+            keys = list(client.scan_iter(match=f"{settings.IGRIS_HOTSTATE_PREFIX}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
     else:
         cache.clear()
 

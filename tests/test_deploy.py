@@ -21,6 +21,7 @@ def _prod_env(**overrides: str) -> dict[str, str]:
         REDIS_URL=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/1",
         ALLOWED_HOSTS="igris.example.com",
         IGRIS_ENCRYPTION_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        IGRIS_AUDIT_SIGNING_KEY=secrets.token_urlsafe(32),
     )
     env.update(overrides)
     return env

@@ -56,7 +56,7 @@ class VerifyResult:
 
 def checkpoint_valid(checkpoint: Checkpoint) -> bool:
     """Whether the checkpoint is signed by this installation's checkpoint key."""
-    public_key = signing_key_from_secret(settings.SECRET_KEY).public_key()
+    public_key = signing_key_from_secret(settings.IGRIS_AUDIT_SIGNING_KEY).public_key()
     if checkpoint.key_id != public_key_id(public_key):
         return False
     text = checkpoint_text(

@@ -639,6 +639,9 @@ class StreamDrainer:
         # Acknowledged only now that the rows are committed: a crash before this line means a
         # redelivery, which the id check turns into a no-op.
         await self.hotstate.stream_ack(AUDIT_STREAM, GROUP, done)
+        # The table is now the record: drop the entries so the stream stays small (the writer's
+        # group is the stream's only consumer).
+        await self.hotstate.stream_delete(AUDIT_STREAM, done)
         self.stored += len(result.stored)
         self.duplicates += result.duplicates
         await self.publish(result.stored)

@@ -314,6 +314,11 @@ class HotState(abc.ABC):
     async def stream_ack(self, stream: str, group: str, ids: Sequence[str]) -> int: ...
 
     @abc.abstractmethod
+    async def stream_delete(self, stream: str, ids: Sequence[str]) -> int:
+        """XDEL: drop entries every consumer is done with (the audit writer, after commit and
+        ack), so the stream does not grow without bound."""
+
+    @abc.abstractmethod
     async def stream_pending_claim(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[StreamEntry]:

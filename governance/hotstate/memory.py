@@ -350,6 +350,19 @@ class MemoryHotState(HotState):
             return 0  # XACK on a missing group acknowledges nothing rather than failing
         return sum(state.pending.pop(_parse_id(i, default_seq=0), None) is not None for i in ids)
 
+    async def stream_delete(self, stream: str, ids: Sequence[str]) -> int:
+        data = self.store.streams.get(self._key("stream", stream))
+        if data is None:
+            return 0
+        deleted = 0
+        for raw in ids:
+            entry_id = _parse_id(raw, default_seq=0)
+            index = bisect_left(data.ids, entry_id)
+            if index < len(data.ids) and data.ids[index] == entry_id:
+                del data.ids[index], data.entries[index]
+                deleted += 1
+        return deleted
+
     async def stream_pending_claim(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[StreamEntry]:

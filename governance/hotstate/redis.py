@@ -384,6 +384,12 @@ class RedisHotState(HotState):
         return int(await self.redis.xack(self._key("stream", stream), group, *ids))
 
     @_translated
+    async def stream_delete(self, stream: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return int(await self.redis.xdel(self._key("stream", stream), *ids))
+
+    @_translated
     async def stream_pending_claim(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[StreamEntry]:

@@ -359,7 +359,6 @@ def _render_policies(
             "more_versions": len(versions) == VERSIONS_ON_PAGE,
             "draft_form": draft_form,
             "rule_errors": rule_errors or [],
-            "publish_form": NoteForm(),
             "dry_run_form": dry_run_form,
             "dry_run": dry_run,
             "servers": servers,
@@ -411,7 +410,10 @@ def policy_draft_save(request: HttpRequest, console: Console) -> HttpResponse:
 @org_required(Action.POLICIES_MANAGE)
 def policy_publish(request: HttpRequest, console: Console) -> HttpResponse:
     form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
+    if not form.is_valid():
+        messages.error(request, "Keep the note under 300 characters.")
+        return redirect("console:policies")
+    note = form.cleaned_data["note"]
     try:
         version = services.policy_publish(org=console.org, actor=console.user, note=note)
     except services.ServiceError as exc:
@@ -487,7 +489,10 @@ def policy_version(request: HttpRequest, console: Console, version_id: int) -> H
 def policy_rollback(request: HttpRequest, console: Console, version_id: int) -> HttpResponse:
     version = _version_get(console, version_id)
     form = NoteForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
+    if not form.is_valid():
+        messages.error(request, "Keep the note under 300 characters.")
+        return redirect("console:policy_version", version_id=version.pk)
+    note = form.cleaned_data["note"]
     try:
         new = services.policy_rollback(
             org=console.org, actor=console.user, number=version.number, note=note
@@ -506,14 +511,14 @@ def policy_rollback(request: HttpRequest, console: Console, version_id: int) -> 
 @org_required(Action.POLICIES_VIEW)
 def policy_dry_run(request: HttpRequest, console: Console) -> HttpResponse:
     """Evaluate a hypothetical call (GET: it changes nothing, and auditors may use it)."""
+    if not request.GET:
+        return redirect(reverse("console:policies") + "#dry-run")
     org = console.org
     numbers = list(
         PolicyVersion.objects.filter(org=org).order_by("-number").values_list("number", flat=True)
     )
     keys = list(ApiKey.objects.filter(org=org, revoked_at__isnull=True).order_by("name"))
-    form = DryRunForm(request.GET or None, version_numbers=numbers, keys=keys)
-    if not request.GET:
-        return redirect(reverse("console:policies") + "#dry-run")
+    form = DryRunForm(request.GET, version_numbers=numbers, keys=keys)
     result = None
     if form.is_valid():
         _draft, draft_rules = _draft_rules(console)

@@ -244,6 +244,12 @@ def test_the_sessions_and_anomalies_pages_render(tab, shots, alice, acme, demo_s
     row.locator("button:has-text('Kill')").click()
     expect(tab.locator(".flash-success")).to_contain_text("Killed session igs_shot0")
     expect(tab.locator("tr[data-session-id=igs_shot0] .status")).to_have_text("killed")
+    tab.click("tr[data-session-id=igs_shot1] >> text=igs_shot1")
+    expect(tab.locator("[data-testid=session-details]")).to_contain_text("checking a spike")
+    tab.click("button:has-text('Resume')")
+    expect(tab.locator(".flash-success")).to_contain_text("Resumed session igs_shot1")
+    expect(tab.locator("h1")).to_have_text("igs_shot1")
+    tab.screenshot(path=str(shots / "session-detail.png"), full_page=True)
 
     tab.click("nav >> text=Anomalies")
     row = tab.locator("[data-testid=anomalies-table] tbody tr").first

@@ -131,7 +131,8 @@ def policy(acme, alice):
 
 
 def drain_events(org_id: Any) -> list[dict[str, Any]]:
-    """The audit events the proxy made durable for this org (the Redis stream here)."""
+    """The audit events the proxy made durable for this org (the Redis stream here), with the
+    call's fields (method, tool, decision, protocol_version, …) lifted to the top level."""
     from django.conf import settings
 
     from governance.events import AUDIT_STREAM
@@ -145,7 +146,8 @@ def drain_events(org_id: Any) -> list[dict[str, Any]]:
             await hs.close()
 
     events = [json.loads(fields["event"]) for _, fields in asyncio.run(read())]
-    return [e for e in events if e["org_id"] == str(org_id)]
+    # The call's columns travel in the envelope's `data`; flatten them for the assertions.
+    return [{**(e.get("data") or {}), **e} for e in events if e["org_id"] == str(org_id)]
 
 
 @dataclass

@@ -116,8 +116,8 @@ def test_navigation_only_links_pages_that_exist_and_the_role_may_see(client, bob
     body = _text(client.get(reverse("console:home")))
     for name in ("console:members", "console:keys", "console:servers", "console:org_settings"):
         assert f'href="{reverse(name)}"' in body
-    # Later pages appear only once their URL exists; none of them is wired here yet.
-    assert "/policies/" not in body
+    # Pages appear once their URL exists and the role may see them; billing is not wired.
+    assert f'href="{reverse("console:policies")}"' in body
     assert "/billing/" not in body
 
 

@@ -1,5 +1,5 @@
-"""The sessions and anomalies consoles: lists, kill / suspend / resume, stops, triage, roles and
-tenant isolation."""
+"""The sessions and anomalies consoles (lists, kill / suspend / resume, stops, triage, roles and
+tenant isolation) and the playground page that drives the proxy from the browser."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from governance import services
+from governance.middleware import SESSION_ORG_KEY
 from governance.models import AgentSession, Anomaly, Membership, PendingEvent
 from tests.conftest import _user, login
 
@@ -479,3 +480,43 @@ def test_the_anomalies_page_query_count_does_not_grow_with_anomalies(
     with django_assert_num_queries(LAYOUT_QUERIES + 3):
         response = client.get(reverse("console:anomalies"))
     assert _text(response).count("data-anomaly-id=") == 6
+
+
+# --- the playground page -------------------------------------------------------------------------
+
+
+def test_the_playground_page_hands_the_proxy_settings_to_its_script(
+    client, bob, acme, acme_server, acme_db
+):
+    services.server_update(org=acme, actor=bob, server=acme_db, enabled=False)
+    login(client, bob)
+    home = _text(client.get(reverse("console:home")))
+    assert f'href="{reverse("console:playground")}"' in home
+    response = client.get(reverse("console:playground"), {"server": "acme-db"})
+    assert response.status_code == 200
+    body = _text(response)
+    assert 'data-proxy-base="/proxy/"' in body and 'data-protocol="2026-07-28"' in body
+    assert 'data-client-name="igris-playground"' in body
+    assert 'src="/static/js/playground.js"' in body and "<script>" not in body
+    # A disabled server is listed but cannot be chosen; the first enabled one is.
+    assert '<option value="acme-tools" selected>' in body
+    assert re.search(r'<option value="acme-db" disabled>Acme DB \(acme-db\) · disabled', body)
+    # The proxy finds the organisation of a cookie-authenticated call in the session.
+    assert client.session[SESSION_ORG_KEY] == str(acme.id)
+
+
+def test_the_playground_is_for_members_who_may_use_it(client, acme, acme_server):
+    auditor = _user("dana@acme.test")
+    Membership.objects.create(org=acme, user=auditor, role="auditor")
+    login(client, auditor)
+    assert f'href="{reverse("console:playground")}"' not in _text(
+        client.get(reverse("console:home"))
+    )
+    assert client.get(reverse("console:playground")).status_code == 403
+
+
+def test_charlie_sees_only_globex_servers_in_the_playground(client, charlie, globex, acme_server):
+    login(client, charlie)
+    body = _text(client.get(reverse("console:playground"), {"server": "acme-tools"}))
+    assert "acme-tools" not in body
+    assert "No MCP servers yet." in body

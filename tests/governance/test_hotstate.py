@@ -654,3 +654,12 @@ async def test_get_hotstate_uses_redis_when_redis_url_is_set(
         assert await instance.ping()
     finally:
         await hotstate_module.close_hotstate()
+
+
+async def test_deleted_stream_entries_are_gone_for_readers_and_length(hs):
+    first = await hs.stream_append("s-del", {"n": "1"})
+    second = await hs.stream_append("s-del", {"n": "2"})
+    assert await hs.stream_delete("s-del", [first, "0-1"]) == 1
+    assert await hs.stream_len("s-del") == 1
+    assert [entry_id for entry_id, _ in await hs.stream_range("s-del")] == [second]
+    assert await hs.stream_delete("s-del", []) == 0
