@@ -7,7 +7,7 @@ endif
 PY := $(UV) run --frozen python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/igris
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=15
 
 .PHONY: install system-deps run run-prod test check lint fmt bench migrate
 
