@@ -43,12 +43,12 @@ class UserManager(BaseUserManager["User"]):
 class User(AbstractUser):
     """A person who signs in to the console; identified by e-mail (no username)."""
 
-    username = None  # type: ignore[assignment]
+    username = None  # type: ignore[assignment,misc]
     email = models.EmailField("e-mail address", unique=True)
 
     USERNAME_FIELD = "email"
-    REQUIRED_FIELDS: list[str] = []
-    objects = UserManager()  # type: ignore[misc]
+    REQUIRED_FIELDS: list[str] = []  # type: ignore[misc]
+    objects = UserManager()  # type: ignore[misc,assignment]
 
     def __str__(self) -> str:
         return self.email
@@ -168,7 +168,7 @@ class ApiKey(models.Model):
     secret_hash = models.CharField(max_length=64)
     scopes = models.JSONField(default=list)
     tags = models.JSONField(default=list, blank=True, help_text="Labels usable in policy rules.")
-    allowed_servers = models.ManyToManyField(
+    allowed_servers = models.ManyToManyField(  # type: ignore[var-annotated]
         "McpServer",
         blank=True,
         related_name="+",

@@ -5,6 +5,7 @@ The proxy keeps the result per process and swaps it when a publish is announced.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -55,10 +56,12 @@ def snapshot_for_org(org_id: str) -> OrgPolicy:
     # The posture is the organisation's current setting (changing it is announced like a publish);
     # each version also records the posture it was published under, for history.
     posture = (
-        Organization.objects.filter(pk=org_id).values_list("default_posture", flat=True).first()
+        Organization.objects.filter(pk=uuid.UUID(str(org_id)))
+        .values_list("default_posture", flat=True)
+        .first()
         or "deny"
     )
-    latest = PolicyVersion.objects.filter(org_id=org_id).order_by("-number").first()
+    latest = PolicyVersion.objects.filter(org_id=uuid.UUID(str(org_id))).order_by("-number").first()
     if latest is not None:
         return build_org_policy(str(org_id), latest.number, posture, latest.rules)
     return build_org_policy(str(org_id), None, posture, [])

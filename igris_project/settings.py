@@ -123,7 +123,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "igris.sqlite3",
+            "NAME": str(VAR_DIR / "igris.sqlite3"),
             # WAL lets the console read while the embedded audit writer commits; IMMEDIATE
             # transactions avoid "database is locked" upgrades under concurrent writers.
             "OPTIONS": {
@@ -206,7 +206,7 @@ ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_SESSION_REMEMBER = None
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[igris] "
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "https" if PRODUCTION else "http"
-ACCOUNT_RATE_LIMITS = {
+ACCOUNT_RATE_LIMITS: dict[str, str] | bool = {
     "login": "30/m/ip",
     "login_failed": "10/m/ip,5/5m/key",
     "signup": "20/m/ip",
@@ -271,7 +271,9 @@ IGRIS_ENCRYPTION_KEY = (
 # Seed of the Ed25519 key that signs audit checkpoints; keep it stable for the life of the audit
 # log (rotating it orphans earlier checkpoints). Development derives it from SECRET_KEY.
 IGRIS_AUDIT_SIGNING_KEY = (
-    env_str("IGRIS_AUDIT_SIGNING_KEY") if PRODUCTION else env_str("IGRIS_AUDIT_SIGNING_KEY", SECRET_KEY)
+    env_str("IGRIS_AUDIT_SIGNING_KEY")
+    if PRODUCTION
+    else env_str("IGRIS_AUDIT_SIGNING_KEY", SECRET_KEY)
 )
 
 # --- REST API --------------------------------------------------------------------------------

@@ -361,7 +361,7 @@ class ProxyApp:
                 503,
                 jsonrpc.AUDIT_UNAVAILABLE,
                 "igris cannot record this call in its audit log, so it was not forwarded.",
-                id=exchange.msg.id,
+                id=_msg(exchange).id,
             )
             return False
 
@@ -381,7 +381,7 @@ class ProxyApp:
                 status,
                 code,
                 text,
-                id=exchange.msg.id,
+                id=_msg(exchange).id,
                 data={"state": state, "reason": reason},
             )
             self.sessions.note_call(exchange, denied=True, error=False)
@@ -399,7 +399,7 @@ class ProxyApp:
                 429,
                 jsonrpc.RATE_LIMITED,
                 f"Rate limit exceeded; retry after {retry} s.",
-                id=exchange.msg.id,
+                id=_msg(exchange).id,
                 data={"retry_after_s": retry},
                 headers=[(b"retry-after", str(retry).encode())],
             )
@@ -410,16 +410,16 @@ class ProxyApp:
         if not await self._durable(send, exchange, event):
             return
         text = exchange.denial_text(decision)
-        if exchange.msg.method == "tools/call":
+        if _msg(exchange).method == "tools/call":
             body = jsonrpc.tool_error_result(
-                exchange.msg.id,
+                _msg(exchange).id,
                 text,
                 modern=exchange.era.modern,
                 meta={"igris/decision": exchange.decision_meta(decision)},
             )
         else:
             body = jsonrpc.error_response(
-                exchange.msg.id,
+                _msg(exchange).id,
                 jsonrpc.FORBIDDEN,
                 text,
                 {"igris/decision": exchange.decision_meta(decision)},
@@ -432,7 +432,7 @@ class ProxyApp:
     async def _forward(
         self, send: Send, exchange: Exchange, headers: dict[str, str], body: bytes, *, decision: Any
     ) -> None:
-        msg = exchange.msg
+        msg = _msg(exchange)
         upstream_headers = eras.upstream_headers(headers, exchange.server, exchange.binding)
         t_up = time.perf_counter()
         try:
@@ -591,6 +591,12 @@ class ProxyApp:
         await stream_response(
             self, send, exchange, response, decision=None, t_upstream=time.perf_counter()
         )
+
+
+def _msg(exchange: Exchange) -> jsonrpc.Message:
+    """The request of a POST exchange (GET streams carry none)."""
+    assert exchange.msg is not None
+    return exchange.msg
 
 
 def _parse_binding(value: str | None) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ approval state (tool drift, the "rug pull": a description or schema that changed
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,9 @@ def _load(server_id: str) -> dict[str, ToolInfo]:
     try:
         return {
             name: ToolInfo(annotations or {}, state == ToolState.DRIFTED)
-            for name, annotations, state in Tool.objects.filter(server_id=server_id).values_list(
-                "name", "annotations", "state"
-            )
+            for name, annotations, state in Tool.objects.filter(
+                server_id=uuid.UUID(server_id)
+            ).values_list("name", "annotations", "state")
         }
     finally:
         connection.close()
@@ -48,7 +49,9 @@ def _observe(
     try:
         drifted = tools_observe(org_id=org_id, server_id=server_id, tools=tools)
         approved = dict(
-            Tool.objects.filter(server_id=server_id).values_list("name", "approved_fingerprint")
+            Tool.objects.filter(server_id=uuid.UUID(server_id)).values_list(
+                "name", "approved_fingerprint"
+            )
         )
         return drifted, approved
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +50,12 @@ def _load_server(org_id: str, slug: str) -> ServerConfig | None:
     from governance.models import McpServer
 
     try:
-        server = McpServer.objects.filter(org_id=org_id, slug=slug).first()
+        server = McpServer.objects.filter(org_id=uuid.UUID(org_id), slug=slug).first()
         if server is None:
             return None
         header: tuple[str, str] | None = None
         if server.auth_type != "none" and server.credential_encrypted:
-            secret = crypto.decrypt(server.credential_encrypted, context=str(server.id))
+            secret = crypto.decrypt(bytes(server.credential_encrypted), context=str(server.id))
             if server.auth_type == "bearer":
                 header = ("Authorization", f"Bearer {secret}")
             else:

@@ -173,7 +173,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-def _handle(exc: Exception) -> Response | None:  # noqa: PLR0911, C901
+def _handle(exc: Exception) -> Response | None:
     if isinstance(exc, ApiProblem):
         return problem_response(
             exc.status_code,

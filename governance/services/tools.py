@@ -90,7 +90,7 @@ def tools_observe(*, org_id: Any, server_id: Any, tools: list[dict[str, Any]]) -
             )
             changed = True
             continue
-        updates = {"last_seen_at": now}
+        updates: dict[str, Any] = {"last_seen_at": now}
         if tool.fingerprint != fp or tool.annotations != annotations:
             updates.update(
                 fingerprint=fp,
