@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount.providers.google",
     "allauth.headless",
     "rest_framework",
+    "drf_spectacular",
     "channels",
     "governance",
     "compliance",
@@ -284,7 +285,25 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "governance.api.schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "governance.api.errors.exception_handler",
+    # Requests per minute per API key (or console user): governance/api/throttling.py.
+    "DEFAULT_THROTTLE_RATES": {"api": f"{env_int('IGRIS_API_RATE_PER_MIN', 1200)}/min"},
     "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "igris API",
+    "DESCRIPTION": "Governance of MCP agents: servers, tools, policies, sessions, anomalies and "
+    "the audit log of one organisation. Authenticate with 'Authorization: Bearer ig_…'; errors "
+    "are application/problem+json with a stable `code`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    # No Swagger UI or ReDoc view: both load their assets from a CDN unless
+    # drf-spectacular-sidecar is installed; /api/v1/docs/ is rendered locally instead.
 }
 
 # --- Celery ----------------------------------------------------------------------------------

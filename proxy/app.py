@@ -8,6 +8,7 @@ This module orchestrates only: authentication (proxy.auth), era rules (proxy.era
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -435,8 +436,8 @@ class ProxyApp:
         msg = _msg(exchange)
         upstream_headers = eras.upstream_headers(headers, exchange.server, exchange.binding)
         t_up = time.perf_counter()
-        try:
-            response = await self.upstream.request(
+        request = asyncio.ensure_future(
+            self.upstream.request(
                 "POST",
                 exchange.server.url,
                 headers=upstream_headers,
@@ -444,6 +445,31 @@ class ProxyApp:
                 connect_timeout_s=exchange.server.connect_timeout_s,
                 total_timeout_s=exchange.server.total_timeout_s,
             )
+        )
+        gone = asyncio.ensure_future(_client_gone(exchange.receive))
+        done, _ = await asyncio.wait({request, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if request not in done:
+            # The client left before the answer: closing our upstream request is the
+            # cancellation the upstream sees (MCP 2026-07-28: closing the stream cancels).
+            request.cancel()
+            with contextlib.suppress(BaseException):
+                await request
+            exchange.upstream_ms = (time.perf_counter() - t_up) * 1000
+            if msg.kind == "request":
+                event = exchange.event(
+                    decision=decision.action if decision else "allow",
+                    result="cancelled",
+                    decision_obj=decision,
+                    data={"reason": "client disconnected"},
+                )
+                with contextlib.suppress(audit.AuditUnavailable):
+                    await audit.record(self.hotstate, event, embedded=self.embedded_audit)
+            raise ClientGone()
+        gone.cancel()
+        with contextlib.suppress(BaseException):
+            await gone
+        try:
+            response = request.result()
         except UpstreamError as exc:
             exchange.upstream_ms = (time.perf_counter() - t_up) * 1000
             if msg.kind != "request":
@@ -591,6 +617,15 @@ class ProxyApp:
         await stream_response(
             self, send, exchange, response, decision=None, t_upstream=time.perf_counter()
         )
+
+
+async def _client_gone(receive: Receive | None) -> None:
+    """Returns when the client disconnects (the request body has been read already)."""
+    if receive is None:
+        await asyncio.Event().wait()
+        return
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _msg(exchange: Exchange) -> jsonrpc.Message:

@@ -109,7 +109,8 @@ class KeysetPaginator:
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            next_cursor = encode_cursor([getattr(last, name) for name, _ in self.fields])
+            get = last.__getitem__ if isinstance(last, dict) else last.__getattribute__
+            next_cursor = encode_cursor([get(name) for name, _ in self.fields])
         return Page(rows, next_cursor)
 
 

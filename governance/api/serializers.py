@@ -370,6 +370,11 @@ class PolicySimulateSerializer(StrictSerializer):
         required=False, help_text="When the call happens (time windows); default now."
     )
 
+    def validate_at(self, value: Any) -> Any:
+        if not 1900 <= value.year <= 9000:
+            raise serializers.ValidationError("Give a time between the years 1900 and 9000.")
+        return value
+
 
 class DecisionSerializer(serializers.Serializer):
     action = serializers.ChoiceField(["allow", "deny", "alert"])

@@ -149,3 +149,64 @@ async def test_tool_calls_are_metered_per_organisation_and_month(
         await hs.close()
     assert count == 4  # denied calls count too: they were made and governed
     await sync_to_async(connections.close_all)()
+
+
+async def test_a_client_that_leaves_cancels_the_upstream_request(igris_url, acme, alice, acme_key):
+    """Modern era: closing the connection is the cancel, and it must reach the upstream."""
+    from governance.services import server_create
+    from tests.proxy.test_proxy_e2e import _drain_events
+    from tests.support import serving
+
+    upstream_saw_disconnect = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    async def hanging_upstream(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        # Never answers; waits for the proxy to hang up.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        loop.call_soon_threadsafe(upstream_saw_disconnect.set)
+
+    await _publish(acme, alice, [], posture="allow")
+    with serving(hanging_upstream, lifespan="off") as port:
+        await sync_to_async(server_create)(
+            org=acme,
+            actor=alice,
+            name="Hang",
+            slug="hang",
+            upstream_url=f"http://127.0.0.1:{port}/mcp",
+        )
+        async with httpx.AsyncClient(
+            base_url=igris_url, timeout=httpx.Timeout(5, read=0.5)
+        ) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.post(
+                    "/proxy/hang/mcp",
+                    content=json.dumps(
+                        {
+                            "jsonrpc": "2.0",
+                            "id": 1,
+                            "method": "tools/call",
+                            "params": {"name": "slow", "arguments": {}},
+                        }
+                    ),
+                    headers={
+                        "Authorization": f"Bearer {acme_key[1]}",
+                        "Content-Type": "application/json",
+                        "MCP-Protocol-Version": "2026-07-28",
+                        "Mcp-Method": "tools/call",
+                        "Mcp-Name": "slow",
+                    },
+                )
+        await asyncio.wait_for(upstream_saw_disconnect.wait(), timeout=10)
+    for _ in range(20):
+        events = [e for e in await _drain_events(acme.id) if e.get("server_slug") == "hang"]
+        if events:
+            break
+        await asyncio.sleep(0.1)
+    assert events[-1]["result"] == "cancelled"
+    assert events[-1]["data"]["reason"] == "client disconnected"
+    await sync_to_async(connections.close_all)()

@@ -1,0 +1,444 @@
+"""REST API v1 over the audit store: events (cursor list and streamed export), chain
+verification, a session's detail with its recent calls, and policy replay.
+
+These live in compliance because they read `AuditEvent`; governance never imports compliance
+(import-linter layers). The views reuse the governance API's machinery (errors, permissions,
+pagination, throttling).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from compliance.audit.verify import verify_chain
+from compliance.models import CALL_FIELDS, AuditEvent
+from governance.api.base import ApiView
+from governance.api.errors import ApiProblem, invalid
+from governance.api.pagination import KeysetPaginator, PageQuery, page_of
+from governance.api.permissions import Access
+from governance.api.selectors import session_get_for_org
+from governance.api.serializers import (
+    ReplayRequestSerializer,
+    ReplaySerializer,
+    SessionSerializer,
+)
+from governance.api.views.policies import compiled_policy
+from governance.models import ApiKey, Membership, Organization
+from governance.permissions import Action
+from governance.policy import CallContext
+
+EXPORT_CHUNK = 2000
+RECENT_CALLS = 50
+REPLAY_MAX_RANGE = timedelta(days=31)
+REPLAY_MAX_EVENTS = 100_000
+REPLAY_MAX_EXAMPLES = 100
+# Recorded decisions that the policy made; others (refused by a kill switch, observed through
+# ingest) never reached it and are not compared.
+ALLOWED, DENIED = frozenset({"allow", "alert", "rate_limited"}), frozenset({"deny"})
+
+EVENT_FIELDS: tuple[str, ...] = (
+    "id",
+    "seq",
+    "ts",
+    "recorded_at",
+    "source",
+    "type",
+    "actor",
+    *CALL_FIELDS,
+    "data",
+    "prev_hash",
+    "hash",
+)
+JSON_FIELDS = frozenset({"actor", "arguments", "client_info", "data"})
+
+
+# --- shapes ---------------------------------------------------------------------------------
+
+
+class AuditEventSerializer(serializers.Serializer):
+    """One audit event, flat: the call columns beside the envelope's members."""
+
+    id = serializers.CharField()
+    seq = serializers.IntegerField()
+    ts = serializers.DateTimeField()
+    recorded_at = serializers.DateTimeField()
+    source = serializers.CharField()
+    type = serializers.CharField()
+    actor = serializers.DictField()
+    server_id = serializers.CharField(allow_null=True)
+    server_slug = serializers.CharField(allow_null=True)
+    session_id = serializers.CharField(allow_null=True)
+    key_id = serializers.CharField(allow_null=True)
+    method = serializers.CharField(allow_null=True)
+    tool = serializers.CharField(allow_null=True)
+    decision = serializers.CharField(allow_null=True)
+    rule_id = serializers.CharField(allow_null=True)
+    policy_version = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    upstream_ms = serializers.FloatField(allow_null=True)
+    upstream_status = serializers.IntegerField(allow_null=True)
+    result = serializers.CharField(allow_null=True)
+    request_bytes = serializers.IntegerField(allow_null=True)
+    response_bytes = serializers.IntegerField(allow_null=True)
+    args_digest = serializers.CharField(allow_null=True)
+    arguments = serializers.JSONField(allow_null=True)
+    client_info = serializers.JSONField(allow_null=True)
+    protocol_version = serializers.CharField(allow_null=True)
+    data = serializers.DictField()
+    prev_hash = serializers.CharField()
+    hash = serializers.CharField()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def flat_event(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name in EVENT_FIELDS:
+        value = row[name]
+        if isinstance(value, uuid.UUID):
+            value = str(value)
+        elif isinstance(value, datetime):
+            value = _iso(value)
+        out[name] = value
+    return out
+
+
+class AuditFilterFields(serializers.Serializer):
+    since = serializers.DateTimeField(required=False, help_text="ts at or after (ISO 8601).")
+    until = serializers.DateTimeField(required=False, help_text="ts before (ISO 8601).")
+    server = serializers.UUIDField(required=False, help_text="Server id.")
+    tool = serializers.CharField(required=False, max_length=256)
+    key = serializers.UUIDField(required=False, help_text="API key id.")
+    session = serializers.CharField(required=False, max_length=128, help_text="Session id.")
+    decision = serializers.CharField(required=False, max_length=32)
+    type = serializers.CharField(required=False, max_length=100, help_text="Event type.")
+
+
+class AuditFilters(AuditFilterFields, PageQuery):
+    pass
+
+
+class AuditExportFilters(AuditFilterFields):
+    format = serializers.ChoiceField(["csv", "ndjson"], default="ndjson")
+
+
+def audit_events(org: Organization, params: dict[str, Any]) -> QuerySet[AuditEvent]:
+    qs = AuditEvent.objects.filter(org_id=org.id)
+    lookups = {
+        "since": "ts__gte",
+        "until": "ts__lt",
+        "server": "server_id",
+        "tool": "tool",
+        "key": "key_id",
+        "session": "session_id",
+        "decision": "decision",
+        "type": "type",
+    }
+    for name, lookup in lookups.items():
+        if params.get(name) is not None:
+            qs = qs.filter(**{lookup: params[name]})
+    return qs
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+class AuditEventListView(ApiView):
+    access = {"GET": Action.AUDIT_READ}
+    query = {"GET": AuditFilters}
+    paginator = KeysetPaginator("seq")
+
+    @extend_schema(
+        responses=page_of(AuditEventSerializer), summary="Audit events in seq order"
+    )
+    def get(self, request: Request) -> Response:
+        assert self.paginator is not None
+        page = self.paginator.paginate(
+            audit_events(self.org, self.params).values(*EVENT_FIELDS), self.params
+        )
+        return Response(
+            {"results": [flat_event(row) for row in page.items], "next_cursor": page.next_cursor}
+        )
+
+
+def _ndjson_chunks(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
+    lines: list[str] = []
+    for values in qs.values_list(*EVENT_FIELDS).iterator(chunk_size=EXPORT_CHUNK):
+        row = flat_event(dict(zip(EVENT_FIELDS, values, strict=True)))
+        lines.append(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+        if len(lines) >= EXPORT_CHUNK:
+            yield "".join(lines).encode()
+            lines = []
+    if lines:
+        yield "".join(lines).encode()
+
+
+def _csv_cell(name: str, value: Any) -> Any:
+    if value is None:
+        return ""
+    if name in JSON_FIELDS:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        # Spreadsheets run cells that start like a formula (OWASP "CSV injection"); tool names
+        # and ids come from agents, so such cells are quoted with a leading apostrophe.
+        return "'" + value
+    return value
+
+
+def _csv_chunks(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(EVENT_FIELDS)
+    rows = 0
+    for values in qs.values_list(*EVENT_FIELDS).iterator(chunk_size=EXPORT_CHUNK):
+        row = flat_event(dict(zip(EVENT_FIELDS, values, strict=True)))
+        writer.writerow([_csv_cell(name, row[name]) for name in EVENT_FIELDS])
+        rows += 1
+        if rows % EXPORT_CHUNK == 0:
+            yield buffer.getvalue().encode()
+            buffer.seek(0)
+            buffer.truncate()
+    if buffer.tell():
+        yield buffer.getvalue().encode()
+
+
+async def _in_thread(make: Callable[[], Iterator[bytes]]) -> AsyncIterator[bytes]:
+    """Serve a database-backed generator under ASGI one chunk at a time.
+
+    Django consumes a synchronous iterator whole before sending under ASGI; this pulls each
+    chunk in the request's database thread instead, so memory stays at one chunk.
+    """
+    iterator = make()
+    done = object()
+    while True:
+        chunk = await sync_to_async(next, thread_sensitive=True)(iterator, done)
+        if chunk is done:
+            return
+        yield chunk
+
+
+class AuditEventExportView(ApiView):
+    access = {"GET": Action.AUDIT_READ}
+    query = {"GET": AuditExportFilters}
+
+    @extend_schema(
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR, description="One JSON audit event per line, in seq order."
+            ),
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description="A header row, then one event per row."
+            ),
+        },
+        summary="Export audit events (streamed, csv or ndjson)",
+    )
+    def get(self, request: Request) -> StreamingHttpResponse:
+        qs = audit_events(self.org, self.params).order_by("seq")
+        kind = self.params["format"]
+        make = (lambda: _csv_chunks(qs)) if kind == "csv" else (lambda: _ndjson_chunks(qs))
+        content: Any = _in_thread(make) if isinstance(request._request, ASGIRequest) else make()
+        content_type = "text/csv; charset=utf-8" if kind == "csv" else "application/x-ndjson"
+        response = StreamingHttpResponse(content, content_type=content_type)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = f"audit-{self.org.slug}-{stamp}.{'csv' if kind == 'csv' else 'ndjson'}"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+# --- chain ------------------------------------------------------------------------------------
+
+
+class ChainBreakSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    reason = serializers.CharField()
+    detail = serializers.CharField(allow_blank=True)
+
+
+class ChainStatusSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    checked = serializers.IntegerField(help_text="Events verified.")
+    head_seq = serializers.IntegerField()
+    checkpoint_seq = serializers.IntegerField(allow_null=True)
+    first_break = ChainBreakSerializer(allow_null=True)
+
+
+class AuditVerifyView(ApiView):
+    access = {"GET": Action.COMPLIANCE_VIEW}
+
+    @extend_schema(
+        responses=ChainStatusSerializer, summary="Verify the organisation's audit hash chain"
+    )
+    def get(self, request: Request) -> Response:
+        result = verify_chain(self.org.id)
+        return Response(
+            {
+                "ok": result.ok,
+                "checked": result.checked,
+                "head_seq": result.head_seq,
+                "checkpoint_seq": result.checkpoint_seq,
+                "first_break": result.first_break.as_dict() if result.first_break else None,
+            }
+        )
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+
+class SessionDetailSerializer(SessionSerializer):
+    recent_calls = AuditEventSerializer(many=True, help_text="Newest first, at most 50.")
+
+
+class SessionDetailView(ApiView):
+    access = {"GET": Action.SESSIONS_VIEW}
+
+    @extend_schema(
+        responses=SessionDetailSerializer, summary="One agent session with its recent calls"
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        session = session_get_for_org(org=self.org, session_id=session_id)
+        calls = (
+            AuditEvent.objects.filter(org_id=self.org.id, session_id=session.id)
+            .order_by("-seq")
+            .values(*EVENT_FIELDS)[:RECENT_CALLS]
+        )
+        body = dict(SessionSerializer(session).data)
+        body["recent_calls"] = [flat_event(row) for row in calls]
+        return Response(body)
+
+
+# --- policy replay ----------------------------------------------------------------------------
+
+
+def _principals(org: Organization) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each key's (tags, creator's role) and each member's role, as they are now."""
+    roles = {str(user_id): role for user_id, role in Membership.objects.filter(org=org).values_list("user_id", "role")}
+    keys = {
+        str(key_id): (frozenset(tags or ()), roles.get(str(creator)) if creator else None)
+        for key_id, tags, creator in ApiKey.objects.filter(org=org).values_list(
+            "id", "tags", "created_by_id"
+        )
+    }
+    return keys, roles
+
+
+def _verdict(decision: str | None) -> str | None:
+    if decision in ALLOWED:
+        return "allow"
+    if decision in DENIED:
+        return "deny"
+    return None
+
+
+class PolicyReplayView(ApiView):
+    # A what-if over recorded calls changes nothing: the read scope is enough.
+    access = {"POST": Access(Action.POLICIES_VIEW, scope="read")}
+
+    @extend_schema(
+        request=ReplayRequestSerializer,
+        responses=ReplaySerializer,
+        summary="Replay recorded tool calls of a time range against the draft or a version",
+    )
+    def post(self, request: Request) -> Response:
+        data = self.body(ReplayRequestSerializer)
+        start, end = data["from"], data["to"]
+        if end <= start:
+            raise invalid("to", "'to' must be after 'from'.")
+        if end - start > REPLAY_MAX_RANGE:
+            raise ApiProblem(
+                422,
+                "range_too_large",
+                f"Replay at most {REPLAY_MAX_RANGE.days} days at a time.",
+                errors=[{"field": "to", "message": "range too large", "code": "range_too_large"}],
+            )
+        compiled, _documents, label = compiled_policy(self.org, data["version"])
+        calls = AuditEvent.objects.filter(
+            org_id=self.org.id, type="tool_call", ts__gte=start, ts__lt=end
+        )
+        total = calls.order_by()[: REPLAY_MAX_EVENTS + 1].count()
+        if total > REPLAY_MAX_EVENTS:
+            raise ApiProblem(
+                422,
+                "too_many_events",
+                f"More than {REPLAY_MAX_EVENTS} recorded calls in this range: narrow it.",
+            )
+        return Response(self._replay(compiled, label, calls, total))
+
+    def _replay(self, compiled: Any, label: str, calls: Any, total: int) -> dict[str, Any]:
+        keys, roles = _principals(self.org)
+        org_id = str(self.org.id)
+        counts = Counter[str]()
+        per_rule = Counter[str]()
+        examples: list[dict[str, Any]] = []
+        columns = ("seq", "ts", "server_slug", "method", "tool", "arguments", "key_id", "actor", "decision")
+        rows = calls.order_by("seq").values_list(*columns).iterator(chunk_size=EXPORT_CHUNK)
+        for seq, ts, server, method, tool, arguments, key_id, actor, decision in rows:
+            old = _verdict(decision)
+            if old is None:
+                counts["skipped"] += 1
+                continue
+            tags, role = keys.get(str(key_id), (frozenset(), None)) if key_id else (frozenset(), None)
+            if key_id is None and isinstance(actor, dict) and actor.get("kind") == "user":
+                role = roles.get(str(actor.get("id")))
+            new = compiled.decide(
+                CallContext(
+                    org_id=org_id,
+                    server_slug=server or "",
+                    method=method or "tools/call",
+                    name=tool,
+                    arguments=arguments if isinstance(arguments, dict) else None,
+                    key_id=str(key_id) if key_id else None,
+                    key_tags=tags,
+                    role=role,
+                    now=ts,
+                )
+            )
+            per_rule[new.rule_id or "(default)"] += 1
+            verdict = "deny" if new.action == "deny" else "allow"
+            if verdict == old:
+                counts["unchanged"] += 1
+                continue
+            counts["newly_denied" if verdict == "deny" else "newly_allowed"] += 1
+            if len(examples) < REPLAY_MAX_EXAMPLES:
+                examples.append(
+                    {
+                        "seq": seq,
+                        "ts": _iso(ts),
+                        "server": server,
+                        "tool": tool,
+                        "old_decision": decision,
+                        "new_decision": new.action,
+                        "new_rule_id": new.rule_id,
+                    }
+                )
+        evaluated = total - counts["skipped"]
+        return {
+            "policy": label,
+            "total": total,
+            "evaluated": evaluated,
+            "skipped": counts["skipped"],
+            "newly_denied": counts["newly_denied"],
+            "newly_allowed": counts["newly_allowed"],
+            "unchanged": counts["unchanged"],
+            "per_rule": dict(per_rule),
+            "examples": examples,
+        }

@@ -1,0 +1,1 @@
+"""API v1 views, one module per resource."""

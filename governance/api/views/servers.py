@@ -1,0 +1,135 @@
+"""Upstream MCP servers: CRUD (the credential is write-only), a connection test and a refresh of
+the tool catalogue from the upstream."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from governance import services
+from governance.api import upstream
+from governance.api.base import ApiView
+from governance.api.errors import PROBLEM_CONTENT_TYPE, ApiProblem
+from governance.api.idempotency import idempotent
+from governance.api.pagination import KeysetPaginator, PageQuery, page_of
+from governance.api.selectors import tools_for_org
+from governance.api.serializers import (
+    ConnectionTestSerializer,
+    EmptySerializer,
+    ProblemSerializer,
+    ServerSerializer,
+    ServerWriteSerializer,
+    ToolRefreshSerializer,
+    ToolSerializer,
+)
+from governance.permissions import Action
+from governance.selectors import server_get_for_org, servers_for_org
+
+UPSTREAM_FAILED = {
+    (502, PROBLEM_CONTENT_TYPE): ProblemSerializer,
+}
+
+
+def _service_fields(data: dict) -> tuple[str | None, dict]:
+    fields = dict(data)
+    return fields.pop("credential", None), fields
+
+
+class ServerListView(ApiView):
+    access = {"GET": Action.SERVERS_VIEW, "POST": Action.SERVERS_MANAGE}
+    query = {"GET": PageQuery}
+    paginator = KeysetPaginator("name", "id")
+
+    @extend_schema(responses=page_of(ServerSerializer), summary="List upstream MCP servers")
+    def get(self, request: Request) -> Response:
+        return Response(self.page(servers_for_org(org=self.org), ServerSerializer))
+
+    @extend_schema(
+        request=ServerWriteSerializer,
+        responses={201: ServerSerializer},
+        summary="Add an upstream MCP server",
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        credential, fields = _service_fields(self.body(ServerWriteSerializer))
+        server = services.server_create(
+            org=self.org, actor=self.actor, credential=credential, **fields
+        )
+        return Response(ServerSerializer(server).data, status=status.HTTP_201_CREATED)
+
+
+class ServerDetailView(ApiView):
+    access = {
+        "GET": Action.SERVERS_VIEW,
+        "PATCH": Action.SERVERS_MANAGE,
+        "DELETE": Action.SERVERS_MANAGE,
+    }
+
+    @extend_schema(responses=ServerSerializer, summary="One upstream MCP server")
+    def get(self, request: Request, server_id: str) -> Response:
+        server = server_get_for_org(org=self.org, server_id=server_id)
+        return Response(ServerSerializer(server).data)
+
+    @extend_schema(
+        request=ServerWriteSerializer(partial=True),
+        responses=ServerSerializer,
+        summary="Change an upstream MCP server",
+    )
+    def patch(self, request: Request, server_id: str) -> Response:
+        server = server_get_for_org(org=self.org, server_id=server_id)
+        credential, fields = _service_fields(self.body(ServerWriteSerializer, partial=True))
+        server = services.server_update(
+            org=self.org, actor=self.actor, server=server, credential=credential, **fields
+        )
+        return Response(ServerSerializer(server).data)
+
+    @extend_schema(responses={204: None}, summary="Delete an upstream MCP server")
+    def delete(self, request: Request, server_id: str) -> Response:
+        server = server_get_for_org(org=self.org, server_id=server_id)
+        services.server_delete(org=self.org, actor=self.actor, server=server)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ServerTestView(ApiView):
+    # It sends the stored credential to the upstream, so it takes the right to manage servers.
+    access = {"POST": Action.SERVERS_MANAGE}
+
+    @extend_schema(
+        request=EmptySerializer,
+        responses={200: ConnectionTestSerializer},
+        summary="Test the connection: send `initialize` and time the answer",
+    )
+    def post(self, request: Request, server_id: str) -> Response:
+        server = server_get_for_org(org=self.org, server_id=server_id)
+        self.body(EmptySerializer)
+        report = upstream.probe_connection(server)
+        return Response(ConnectionTestSerializer(report).data)
+
+
+class ServerRefreshToolsView(ApiView):
+    access = {"POST": Action.SERVERS_MANAGE}
+
+    @extend_schema(
+        request=EmptySerializer,
+        responses={200: ToolRefreshSerializer, **UPSTREAM_FAILED},
+        summary="Fetch tools/list from the upstream and record it (drift check)",
+    )
+    def post(self, request: Request, server_id: str) -> Response:
+        server = server_get_for_org(org=self.org, server_id=server_id)
+        self.body(EmptySerializer)
+        try:
+            listing = upstream.list_tools(server)
+        except upstream.UpstreamProblem as exc:
+            raise ApiProblem(502, "upstream_error", str(exc)) from None
+        drifted = services.tools_observe(org_id=self.org.id, server_id=server.id, tools=listing.tools)
+        tools = tools_for_org(org=self.org).filter(server=server).order_by("name", "id")
+        return Response(
+            {
+                "protocol_version": listing.protocol_version,
+                "observed": len(listing.tools),
+                "drifted": drifted,
+                "tools": ToolSerializer(tools, many=True).data,
+            }
+        )
