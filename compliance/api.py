@@ -167,9 +167,7 @@ class AuditEventListView(ApiView):
     query = {"GET": AuditFilters}
     paginator = KeysetPaginator("seq")
 
-    @extend_schema(
-        responses=page_of(AuditEventSerializer), summary="Audit events in seq order"
-    )
+    @extend_schema(responses=page_of(AuditEventSerializer), summary="Audit events in seq order")
     def get(self, request: Request) -> Response:
         assert self.paginator is not None
         page = self.paginator.paginate(
@@ -208,12 +206,11 @@ def _csv_chunks(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EVENT_FIELDS)
-    rows = 0
-    for values in qs.values_list(*EVENT_FIELDS).iterator(chunk_size=EXPORT_CHUNK):
+    rows = qs.values_list(*EVENT_FIELDS).iterator(chunk_size=EXPORT_CHUNK)
+    for count, values in enumerate(rows, start=1):
         row = flat_event(dict(zip(EVENT_FIELDS, values, strict=True)))
         writer.writerow([_csv_cell(name, row[name]) for name in EVENT_FIELDS])
-        rows += 1
-        if rows % EXPORT_CHUNK == 0:
+        if count % EXPORT_CHUNK == 0:
             yield buffer.getvalue().encode()
             buffer.seek(0)
             buffer.truncate()
@@ -331,7 +328,10 @@ class SessionDetailView(ApiView):
 
 def _principals(org: Organization) -> tuple[dict[str, Any], dict[str, str]]:
     """Each key's (tags, creator's role) and each member's role, as they are now."""
-    roles = {str(user_id): role for user_id, role in Membership.objects.filter(org=org).values_list("user_id", "role")}
+    roles = {
+        str(user_id): role
+        for user_id, role in Membership.objects.filter(org=org).values_list("user_id", "role")
+    }
     keys = {
         str(key_id): (frozenset(tags or ()), roles.get(str(creator)) if creator else None)
         for key_id, tags, creator in ApiKey.objects.filter(org=org).values_list(
@@ -389,14 +389,26 @@ class PolicyReplayView(ApiView):
         counts = Counter[str]()
         per_rule = Counter[str]()
         examples: list[dict[str, Any]] = []
-        columns = ("seq", "ts", "server_slug", "method", "tool", "arguments", "key_id", "actor", "decision")
+        columns = (
+            "seq",
+            "ts",
+            "server_slug",
+            "method",
+            "tool",
+            "arguments",
+            "key_id",
+            "actor",
+            "decision",
+        )
         rows = calls.order_by("seq").values_list(*columns).iterator(chunk_size=EXPORT_CHUNK)
         for seq, ts, server, method, tool, arguments, key_id, actor, decision in rows:
             old = _verdict(decision)
             if old is None:
                 counts["skipped"] += 1
                 continue
-            tags, role = keys.get(str(key_id), (frozenset(), None)) if key_id else (frozenset(), None)
+            tags, role = (
+                keys.get(str(key_id), (frozenset(), None)) if key_id else (frozenset(), None)
+            )
             if key_id is None and isinstance(actor, dict) and actor.get("kind") == "user":
                 role = roles.get(str(actor.get("id")))
             new = compiled.decide(

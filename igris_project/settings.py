@@ -302,6 +302,15 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_GENERATE_CHOICE_DESCRIPTION": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "governance.api.schema.strict_request_bodies",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "PostureEnum": "governance.models.Posture",
+        "SessionStateEnum": "governance.models.SessionState",
+        "ToolStateEnum": "governance.models.ToolState",
+    },
     # No Swagger UI or ReDoc view: both load their assets from a CDN unless
     # drf-spectacular-sidecar is installed; /api/v1/docs/ is rendered locally instead.
 }

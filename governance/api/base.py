@@ -33,7 +33,10 @@ def refuse_unknown(data: Any, allowed: Any) -> None:
         unknown = sorted(set(data) - set(allowed))
         if unknown:
             raise ValidationError(
-                {name: [serializers.ErrorDetail("Unknown field.", code=UNKNOWN)] for name in unknown}
+                {
+                    name: [serializers.ErrorDetail("Unknown field.", code=UNKNOWN)]
+                    for name in unknown
+                }
             )
 
 
@@ -152,9 +155,7 @@ class ApiView(APIView):
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
-    def page(
-        self, queryset: Any, serializer_class: type[serializers.Serializer]
-    ) -> dict[str, Any]:
+    def page(self, queryset: Any, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
         assert self.paginator is not None
         page = self.paginator.paginate(queryset, self.params)
         return {

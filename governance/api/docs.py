@@ -88,7 +88,7 @@ def api_docs(request: HttpRequest) -> HttpResponse:
 <style>
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2rem; color: #222; }}
 table {{ border-collapse: collapse; width: 100%; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: left; vertical-align: top; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: left; }}
 code {{ background: #f4f4f4; padding: 0 .2rem; }}
 .code {{ display: inline-block; margin-right: .2rem; color: #555; }}
 </style></head><body>

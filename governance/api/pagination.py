@@ -127,7 +127,8 @@ def page_of(item: type[serializers.Serializer]) -> type[serializers.Serializer]:
             {
                 "results": item(many=True),
                 "next_cursor": serializers.CharField(
-                    allow_null=True, help_text="Pass as `cursor` for the next page; null at the end."
+                    allow_null=True,
+                    help_text="Pass as `cursor` for the next page; null at the end.",
                 ),
             },
         )

@@ -53,6 +53,16 @@ class ApiAutoSchema(AutoSchema):
     def _handler(self) -> Any:
         return getattr(self.view, (self.method or "get").lower(), None)
 
+    def get_description(self) -> str:
+        # Only a view's own docstring: the base class's would repeat on every operation.
+        return (type(self.view).__dict__.get("__doc__") or "").strip()
+
+    def get_operation_id(self) -> str:
+        operation_id = super().get_operation_id()
+        if self.method == "GET" and getattr(self.view, "paginator", None) is not None:
+            return operation_id.removesuffix("_retrieve") + "_list"
+        return operation_id
+
     def get_override_parameters(self) -> list[Any]:
         params = list(super().get_override_parameters())
         query = getattr(self.view, "query", {}).get(self.method)
@@ -95,6 +105,17 @@ class ApiAutoSchema(AutoSchema):
             for code in codes:
                 responses.setdefault(
                     code,
-                    {"description": PROBLEMS[code], "content": {PROBLEM_CONTENT_TYPE: {"schema": ref}}},
+                    {
+                        "description": PROBLEMS[code],
+                        "content": {PROBLEM_CONTENT_TYPE: {"schema": ref}},
+                    },
                 )
         return dict(sorted(responses.items()))
+
+
+def strict_request_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """POSTPROCESSING_HOOKS: request bodies refuse unknown names (StrictSerializer), so say so."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component.setdefault("additionalProperties", False)
+    return result

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -298,6 +297,12 @@ class RulesField(SafeJSONField):
     pass
 
 
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(SafeJSONField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(kind=dict, **kwargs)
+
+
 class PolicyDiffSerializer(serializers.Serializer):
     added = serializers.ListField(child=serializers.CharField(allow_null=True))
     removed = serializers.ListField(child=serializers.CharField(allow_null=True))
@@ -359,7 +364,7 @@ class PolicySimulateSerializer(StrictSerializer):
         allow_null=True,
         help_text="Tool name (tools/call), prompt name (prompts/get) or resource URI.",
     )
-    arguments = SafeJSONField(kind=dict, required=False, allow_null=True)
+    arguments = JSONObjectField(required=False, allow_null=True)
     key = serializers.UUIDField(required=False, allow_null=True, help_text="API key id.")
     key_tags = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, max_length=50
@@ -519,8 +524,3 @@ class ResolveSerializer(StrictSerializer):
 class ToolFilters(PageQuery):
     server = serializers.UUIDField(required=False, help_text="Server id.")
     state = serializers.ChoiceField(ToolState.choices, required=False)
-
-
-@extend_schema_field(OpenApiTypes.OBJECT)
-class AnyObject(serializers.DictField):
-    pass

@@ -13,6 +13,7 @@ session is closed with DELETE.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -78,8 +79,10 @@ def _sse_messages(lines: Any) -> Any:
 def _match(payload: Any, request_id: int) -> dict[str, Any] | None:
     items = payload if isinstance(payload, list) else [payload]
     for item in items:
-        if isinstance(item, dict) and item.get("id") == request_id and (
-            "result" in item or "error" in item
+        if (
+            isinstance(item, dict)
+            and item.get("id") == request_id
+            and ("result" in item or "error" in item)
         ):
             return item
     return None
@@ -165,10 +168,9 @@ class _Session:
 
     def close(self) -> None:
         if "Mcp-Session-Id" in self.headers:
-            try:
+            # The server expires sessions anyway; closing is a courtesy.
+            with contextlib.suppress(httpx.HTTPError):
                 self.client.delete(self.url, headers=self.headers)
-            except httpx.HTTPError:
-                pass  # the server expires it; closing is a courtesy
 
 
 def _client(server: McpServer, timeout_s: float) -> httpx.Client:

@@ -41,9 +41,7 @@ urlpatterns = [
     path("policies/draft/", policies.PolicyDraftView.as_view(), name="policy_draft"),
     path("policies/publish/", policies.PolicyPublishView.as_view(), name="policy_publish"),
     path("policies/simulate/", policies.PolicySimulateView.as_view(), name="policy_simulate"),
-    path(
-        "policies/versions/", policies.PolicyVersionListView.as_view(), name="policy_versions"
-    ),
+    path("policies/versions/", policies.PolicyVersionListView.as_view(), name="policy_versions"),
     path(
         "policies/versions/<int:number>/",
         policies.PolicyVersionDetailView.as_view(),

@@ -53,7 +53,9 @@ class AnomalyAcknowledgeView(ApiView):
         anomaly = anomaly_get_for_org(org=self.org, anomaly_id=anomaly_id)
         self.body(EmptySerializer)
         anomaly_acknowledge(org=self.org, actor=self.actor, anomaly=anomaly)
-        return Response(AnomalySerializer(anomaly_get_for_org(org=self.org, anomaly_id=anomaly.pk)).data)
+        return Response(
+            AnomalySerializer(anomaly_get_for_org(org=self.org, anomaly_id=anomaly.pk)).data
+        )
 
 
 class AnomalyResolveView(ApiView):
@@ -66,4 +68,6 @@ class AnomalyResolveView(ApiView):
         anomaly = anomaly_get_for_org(org=self.org, anomaly_id=anomaly_id)
         data = self.body(ResolveSerializer)
         anomaly_resolve(org=self.org, actor=self.actor, anomaly=anomaly, note=data["note"])
-        return Response(AnomalySerializer(anomaly_get_for_org(org=self.org, anomaly_id=anomaly.pk)).data)
+        return Response(
+            AnomalySerializer(anomaly_get_for_org(org=self.org, anomaly_id=anomaly.pk)).data
+        )

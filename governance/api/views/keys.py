@@ -54,9 +54,7 @@ class ApiKeyListView(ApiView):
             tags=data.get("tags", []),
         )
         body = dict(ApiKeySerializer(key).data, secret=plaintext)
-        return Response(
-            body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"}
-        )
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
 
 class ApiKeyDetailView(ApiView):

@@ -63,7 +63,9 @@ def compiled_policy(org: Organization, ref: Any) -> tuple[CompiledPolicy, list[A
     try:
         rules = validate_rules(documents)
     except PolicyValidationError as exc:  # stored rules were validated when saved
-        raise ApiProblem(409, "invalid_stored_rules", f"The {label} does not validate: {exc}")
+        raise ApiProblem(
+            409, "invalid_stored_rules", f"The {label} does not validate: {exc}"
+        ) from None
     posture = org.default_posture
     return compile_rules(rules, posture=posture, version=number), documents, label  # type: ignore[arg-type]
 
@@ -120,9 +122,7 @@ class PolicyVersionListView(ApiView):
     query = {"GET": PageQuery}
     paginator = KeysetPaginator("-number")
 
-    @extend_schema(
-        responses=page_of(PolicyVersionSummarySerializer), summary="Published versions"
-    )
+    @extend_schema(responses=page_of(PolicyVersionSummarySerializer), summary="Published versions")
     def get(self, request: Request) -> Response:
         versions = policy_versions_for_org(org=self.org)
         return Response(self.page(versions, PolicyVersionSummarySerializer))

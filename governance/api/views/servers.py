@@ -123,7 +123,9 @@ class ServerRefreshToolsView(ApiView):
             listing = upstream.list_tools(server)
         except upstream.UpstreamProblem as exc:
             raise ApiProblem(502, "upstream_error", str(exc)) from None
-        drifted = services.tools_observe(org_id=self.org.id, server_id=server.id, tools=listing.tools)
+        drifted = services.tools_observe(
+            org_id=self.org.id, server_id=server.id, tools=listing.tools
+        )
         tools = tools_for_org(org=self.org).filter(server=server).order_by("name", "id")
         return Response(
             {

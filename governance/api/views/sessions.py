@@ -50,9 +50,7 @@ class _SessionAction(ApiView):
 
 
 class SessionKillView(_SessionAction):
-    @extend_schema(
-        request=ReasonSerializer, responses=SessionSerializer, summary="Kill a session"
-    )
+    @extend_schema(request=ReasonSerializer, responses=SessionSerializer, summary="Kill a session")
     def post(self, request: Request, session_id: str) -> Response:
         session = session_get_for_org(org=self.org, session_id=session_id)
         data = self.body(ReasonSerializer)
