@@ -226,3 +226,28 @@ async def test_a_tool_whose_description_changed_is_blocked_until_approved(
     )
     assert "tool_drift" in kinds
     await sync_to_async(connections.close_all)()
+
+
+async def test_an_anomaly_can_suspend_the_session_automatically(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    from governance.models import AgentSession
+    from governance.services import organization_update
+
+    await _publish(acme, alice, [], posture="allow")
+    await sync_to_async(organization_update)(org=acme, actor=alice, auto_suspend_on_anomaly=True)
+    async with httpx.AsyncClient(base_url=igris_url) as http:
+        first = await _post_call(
+            http, acme_key[1], "delete_records", {"table": "tickets", "where": {"id": 3}}
+        )
+        assert first.status_code == 200
+        for _ in range(50):
+            answer = await _post_call(http, acme_key[1], "echo", {"text": "still there?"})
+            if answer.status_code == 503:
+                break
+            await asyncio.sleep(0.1)
+    assert answer.status_code == 503
+    assert "automatic: destructive_pattern" in answer.json()["error"]["message"]
+    session = await sync_to_async(AgentSession.objects.get)(pk=first.headers["igris-session-id"])
+    assert session.state == "suspended" and session.state_reason == "automatic: destructive_pattern"
+    await sync_to_async(connections.close_all)()
