@@ -256,14 +256,7 @@ class ProxyApp:
         try:
             values = await self.hotstate.get_flags(flag_keys)
         except Exception:
-            log.exception("hot state unavailable")
-            await rpc_error(
-                send,
-                503,
-                jsonrpc.AUDIT_UNAVAILABLE,
-                "igris cannot reach its state store; the call was not forwarded.",
-                id=msg.id,
-            )
+            await _state_store_down(send, msg.id, "flags")
             return
         flag_values = dict(zip(flag_keys, values, strict=True))
         if not era.modern and session_id:
@@ -325,14 +318,7 @@ class ProxyApp:
         try:
             results = await self.hotstate.rate_limit_many(checks)
         except Exception:
-            log.exception("rate limiter unavailable")
-            await rpc_error(
-                send,
-                503,
-                jsonrpc.AUDIT_UNAVAILABLE,
-                "igris cannot reach its state store; the call was not forwarded.",
-                id=msg.id,
-            )
+            await _state_store_down(send, msg.id, "rate limiter")
             return
         denied = [r for r in results if not r.allowed]
         if denied:
@@ -509,14 +495,7 @@ class ProxyApp:
                 )
             except Exception:
                 response.close()
-                log.exception("could not store session binding")
-                await rpc_error(
-                    send,
-                    503,
-                    jsonrpc.AUDIT_UNAVAILABLE,
-                    "igris cannot reach its state store.",
-                    id=msg.id,
-                )
+                await _state_store_down(send, msg.id, "session binding")
                 return
         await stream_response(self, send, exchange, response, decision=decision, t_upstream=t_up)
 
@@ -557,9 +536,7 @@ class ProxyApp:
         try:
             values = await self.hotstate.get_flags(keys)
         except Exception:
-            await rpc_error(
-                send, 503, jsonrpc.AUDIT_UNAVAILABLE, "igris cannot reach its state store."
-            )
+            await _state_store_down(send, None, "flags")
             return
         binding = _parse_binding(values[0])
         if (
@@ -617,6 +594,18 @@ class ProxyApp:
         await stream_response(
             self, send, exchange, response, decision=None, t_upstream=time.perf_counter()
         )
+
+
+async def _state_store_down(send: Send, id: Any, what: str) -> None:
+    """Fail closed: without hot state igris can neither check nor record, so nothing is sent on."""
+    log.exception("hot state unavailable (%s)", what)
+    await rpc_error(
+        send,
+        503,
+        jsonrpc.AUDIT_UNAVAILABLE,
+        "igris cannot reach its state store; the call was not forwarded.",
+        id=id,
+    )
 
 
 async def _client_gone(receive: Receive | None) -> None:
