@@ -10,6 +10,7 @@ from governance.models import (
     AgentSession,
     Anomaly,
     ApiKey,
+    IngestSource,
     Invitation,
     McpServer,
     Membership,
@@ -268,3 +269,19 @@ class AnomalyAdmin(admin.ModelAdmin):
         "event_id",
         "created_at",
     ]
+
+
+@admin.register(IngestSource)
+class IngestSourceAdmin(admin.ModelAdmin):
+    """Sources are created and rotated where the secret can be shown once (services); the admin
+    shows who sends what, never the secret."""
+
+    list_display = ["name", "provider", "org", "created_by", "created_at", "rotated_at"]
+    list_filter = ["provider"]
+    search_fields = ["name", "org__name", "org__slug"]
+    list_select_related = ["org", "created_by"]
+    readonly_fields = ["id", "org", "provider", "created_by", "created_at", "rotated_at"]
+    exclude = ["secret_encrypted"]
+
+    def has_add_permission(self, request) -> bool:
+        return False

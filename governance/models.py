@@ -418,3 +418,48 @@ class Anomaly(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} in {self.org}"
+
+
+# --- ingestion -----------------------------------------------------------------------------------
+
+
+class IngestProvider(models.TextChoices):
+    """The payload shapes /api/v1/ingest/<provider> reads (governance/ingest/providers.py)."""
+
+    GENERIC = "generic", "igris JSON events"
+    OTLP = "otlp", "OpenTelemetry (OTLP/HTTP JSON, GenAI conventions)"
+    PORTKEY = "portkey", "Portkey logs"
+    HELICONE = "helicone", "Helicone webhooks"
+    DATADOG = "datadog", "Datadog LLM Observability spans"
+    CLOUDFLARE = "cloudflare", "Cloudflare AI Gateway (Logpush)"
+    CLOUDWATCH = "cloudwatch", "Amazon CloudWatch Logs subscription"
+
+
+class IngestSource(models.Model):
+    """An outside gateway or collector that sends its events to igris, for one organisation.
+
+    Requests carry `X-Igris-Source: <id>` and an HMAC signature made with the source's own secret.
+    HMAC verification needs the raw secret, so it is stored encrypted (AES-GCM, bound to the
+    source id), not hashed; it is shown once, when created or rotated.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="ingest_sources")
+    name = models.CharField(max_length=120)
+    provider = models.CharField(max_length=16, choices=IngestProvider.choices)
+    secret_encrypted = models.BinaryField(editable=False)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["org", "name"], name="ingest_source_unique_name"),
+            models.CheckConstraint(
+                condition=Q(provider__in=IngestProvider.values), name="ingest_source_provider"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider})"

@@ -16,6 +16,10 @@ from django.db import connection
 
 log = logging.getLogger("igris.asgi")
 
+# The live feed (compliance/live.py): plain ASGI before Django, like the proxy.
+LIVE_PATHS = frozenset({"/api/v1/events", "/api/v1/events/"})
+WEBSOCKET_LIVE_PATHS = frozenset({"/ws/events", "/ws/events/"})
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -122,6 +126,16 @@ class Dispatcher:
                 status, body = await health_report()
                 await send_json(send, status, body)
                 return
+            if path in LIVE_PATHS:
+                from compliance.live import sse_application
+
+                await sse_application(scope, receive, send)
+                return
+        elif kind == "websocket" and scope["path"] in WEBSOCKET_LIVE_PATHS:
+            from compliance.live import websocket_application as live_websocket
+
+            await live_websocket(scope, receive, send)
+            return
         await self.channels(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

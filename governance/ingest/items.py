@@ -102,6 +102,7 @@ class Batch:
 
     items: list[Mapped]
     control: bool = False
+    kinds: list[str] = field(default_factory=list)  # per item, where the format has several
 
 
 # --- values ------------------------------------------------------------------------------------
@@ -200,7 +201,9 @@ def load_json(body: bytes) -> Any:
     except RecursionError:
         raise PayloadError(400, "malformed_payload", "The JSON is nested too deeply.") from None
     except ValueError as exc:
-        raise PayloadError(400, "malformed_payload", f"The body is not valid JSON: {exc}.") from None
+        raise PayloadError(
+            400, "malformed_payload", f"The body is not valid JSON: {exc}."
+        ) from None
 
 
 def load_json_lines(body: bytes) -> list[Any]:
@@ -208,14 +211,18 @@ def load_json_lines(body: bytes) -> list[Any]:
     stripped = body.strip()
     if not stripped:
         raise PayloadError(400, "malformed_payload", "The body is empty.")
-    if stripped[:1] == b"[":
-        document = load_json(stripped)
-        if not isinstance(document, list):
-            raise PayloadError(400, "malformed_payload", "Expected a JSON array.")
-        return document
+    if stripped[:1] in (b"[", b"{"):
+        try:
+            document = json.loads(stripped)
+        except RecursionError:
+            raise PayloadError(400, "malformed_payload", "The JSON is nested too deeply.") from None
+        except ValueError:
+            document = None  # several objects: NDJSON
+        if isinstance(document, list):
+            return document
+        if document is not None:
+            return [document]
     lines = [line for line in stripped.split(b"\n") if line.strip()]
-    if len(lines) == 1:
-        return [load_json(lines[0])]
     records: list[Any] = []
     for number_, line in enumerate(lines, start=1):
         try:

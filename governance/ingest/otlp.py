@@ -6,8 +6,9 @@ integers possibly as strings):
     {"resourceSpans": [{"resource": {"attributes": [...]},
                         "scopeSpans": [{"scope": {...}, "spans": [{traceId, spanId, name,
                             startTimeUnixNano, endTimeUnixNano, attributes, status}]}]}],
-     "resourceLogs":  [{"resource": ..., "scopeLogs": [{"scope": ..., "logRecords": [{timeUnixNano,
-                            observedTimeUnixNano, eventName, attributes, body, traceId, spanId}]}]}]}
+     "resourceLogs":  [{"resource": ..., "scopeLogs": [{"scope": ..., "logRecords": [{
+                            timeUnixNano, observedTimeUnixNano, eventName, attributes, body,
+                            traceId, spanId}]}]}]}
 
 Both may come in one body (one item per span and per log record, in that order). Mapping, by
 `gen_ai.operation.name` (OpenTelemetry semantic conventions for generative AI, 1.37+):
@@ -32,6 +33,7 @@ from governance.ingest.items import (
     Rejected,
     compact,
     epoch_time,
+    fingerprint,
     integer,
     load_json,
     number,
@@ -87,8 +89,8 @@ def records(body: bytes) -> list[Any] | None:
         raise PayloadError(
             400,
             "malformed_payload",
-            "Expected an OTLP/HTTP JSON export: {\"resourceSpans\": [...]} or "
-            "{\"resourceLogs\": [...]}.",
+            'Expected an OTLP/HTTP JSON export: {"resourceSpans": [...]} or '
+            '{"resourceLogs": [...]}.',
         )
     out: list[Any] = []
     for kind, resource_key, scope_key, item_key in (
@@ -173,7 +175,9 @@ def map_record(record: Any, now: datetime) -> Mapped:
                 or attrs.get("session.id"),
                 128,
             ),
-            "server_slug": text(attrs.get("mcp.server.name") or attrs.get("server.address"), 64),
+            "server_slug": text(attrs.get("mcp.server.name") or attrs.get("server.address"), 64)
+            if type_ in ("tool_call", "mcp_request")
+            else None,
             "latency_ms": round(latency, 3) if latency is not None else None,
             "result": "error" if failed or error_type else "ok" if kind == "span" else None,
             "operation": operation,
@@ -203,7 +207,10 @@ def map_record(record: Any, now: datetime) -> Mapped:
     actor = compact(
         {"kind": "agent", "id": text(attrs.get("gen_ai.agent.id")), "label": agent_label}
     )
-    external = f"{trace_id}:{span_id}" if kind == "span" and trace_id and span_id else None
+    if kind == "span":
+        external = f"{trace_id}:{span_id}" if trace_id and span_id else fingerprint(item)
+    else:
+        external = fingerprint(item)  # log records carry no id of their own
     return IngestItem(
         type=type_,
         ts=ts,

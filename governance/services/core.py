@@ -492,6 +492,17 @@ def _apply_credential(server: McpServer, credential: str | None) -> None:
     )
 
 
+def _check_upstream(server: McpServer) -> None:
+    from governance.ssrf import UnsafeUpstream, check_upstream_url
+
+    try:
+        check_upstream_url(
+            server.upstream_url, allow_link_local=settings.IGRIS_UPSTREAM_ALLOW_LINK_LOCAL
+        )
+    except UnsafeUpstream as exc:
+        raise ServiceError(str(exc), field="upstream_url", code="unsafe_upstream") from None
+
+
 def _check_auth_config(server: McpServer) -> None:
     if server.auth_type == UpstreamAuth.HEADER and not server.auth_header_name:
         raise ServiceError("Name the header that carries the credential.", field="auth_header_name")
@@ -514,6 +525,7 @@ def server_create(
         )
     _apply_credential(server, credential)
     _clean(server)
+    _check_upstream(server)
     _check_auth_config(server)
     server.save()
     emit(
@@ -557,6 +569,7 @@ def server_update(
         )
     _apply_credential(server, credential)
     _clean(server)
+    _check_upstream(server)
     _check_auth_config(server)
     server.save()
     diff = {

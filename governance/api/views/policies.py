@@ -79,7 +79,7 @@ def _draft_body(org: Organization) -> dict[str, Any]:
         "base_version": draft.base_version if draft else None,
         "latest_version": latest.number if latest else None,
         "changes_from_latest": services.policy_diff(latest.rules if latest else [], rules),
-        "updated_by": draft.updated_by.email if draft and draft.updated_by else None,
+        "updated_by": draft.updated_by if draft else None,
         "updated_at": draft.updated_at if draft else None,
     }
 
