@@ -65,7 +65,7 @@ def check_upstream_url(url: str, *, allow_link_local: bool = False, resolve: boo
             host, parts.port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
         )
     except OSError:
-        return  # an unresolvable name is not an SSRF; the connection test will say it is unreachable
+        return  # unresolvable is not an SSRF; the connection test reports it unreachable
     for info in infos:
         address = ipaddress.ip_address(info[4][0].split("%")[0])
         if _refused(address):
