@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -26,6 +27,7 @@ log = logging.getLogger("igris.proxy.anomalies")
 
 DESTRUCTIVE_NAME = re.compile(r"^(delete|drop|truncate|destroy|purge)([_\-.]|$)", re.IGNORECASE)
 COOLDOWN_S = 300.0
+LOCAL_COOLDOWN_S = 30.0
 SPIKE_FACTOR = 3.0
 SPIKE_MIN_VOLUME = 30
 WINDOW_BUCKETS = 11  # ten full minutes of history plus the current one
@@ -78,6 +80,10 @@ class Detector:
     def __init__(self, app: Any) -> None:
         self.app = app
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Per session: calls since the last flush and the latest exchange (for the event).
+        self._calls: dict[str, tuple[int, Any]] = {}
+        # Cooldowns known to be running, so a busy session costs no round trip per call.
+        self._cooling: dict[str, float] = {}
 
     def after_call(self, exchange: Any, decision: Any) -> None:
         task = asyncio.create_task(self._check(exchange, decision))
@@ -124,32 +130,58 @@ class Detector:
                     },
                 )
             if exchange.session_id:
-                stats = await self.app.hotstate.window_add(
-                    f"calls:{exchange.session_id}", bucket_s=60, buckets=WINDOW_BUCKETS
-                )
-                if is_spike(stats.buckets):
-                    await self._fire(
-                        exchange,
-                        "rate_spike",
-                        name,
-                        {
-                            "message": f"{stats.current} calls this minute, over {SPIKE_FACTOR:g}x "
-                            "the session's rolling average",
-                            "buckets": stats.buckets,
-                        },
-                    )
+                # Counted here, added to the shared window once a second (see run()).
+                pending = self._calls.get(exchange.session_id)
+                self._calls[exchange.session_id] = (1 + (pending[0] if pending else 0), exchange)
         except Exception:
             log.exception("anomaly detection failed")
+
+    async def flush_windows(self) -> None:
+        """Add each session's recent calls to its shared per-minute window and look for spikes."""
+        pending, self._calls = self._calls, {}
+        for session_id, (count, exchange) in pending.items():
+            stats = await self.app.hotstate.window_add(
+                f"calls:{session_id}", bucket_s=60, buckets=WINDOW_BUCKETS, amount=count
+            )
+            if is_spike(stats.buckets):
+                msg = exchange.msg
+                await self._fire(
+                    exchange,
+                    "rate_spike",
+                    msg.name if msg else None,
+                    {
+                        "message": f"{stats.current} calls this minute, over {SPIKE_FACTOR:g}x "
+                        "the session's rolling average",
+                        "buckets": stats.buckets,
+                    },
+                )
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush_windows()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("rate-spike window update failed")
 
     async def _fire(
         self, exchange: Any, kind: str, tool: str | None, detail: dict[str, Any]
     ) -> None:
         try:
             scope = exchange.session_id or exchange.principal.identity
-            if not await self.app.hotstate.set_if_absent(
-                flags.anomaly_cooldown(scope, kind), "1", COOLDOWN_S
-            ):
+            cooldown = flags.anomaly_cooldown(scope, kind)
+            now = time.monotonic()
+            if self._cooling.get(cooldown, 0.0) > now:
                 return
+            if len(self._cooling) > 100_000:
+                self._cooling = {k: v for k, v in self._cooling.items() if v > now}
+            if not await self.app.hotstate.set_if_absent(cooldown, "1", COOLDOWN_S):
+                # Another process fired it: stay quiet here a while without asking again.
+                self._cooling[cooldown] = now + LOCAL_COOLDOWN_S
+                return
+            self._cooling[cooldown] = now + COOLDOWN_S
             data = {"kind": kind, "severity": SEVERITY.get(kind, "medium"), **detail}
             event = exchange.event(decision="observed", result="anomaly", data=data)
             event["type"] = "anomaly"

@@ -90,6 +90,7 @@ class ProxyApp:
         )
         self._tasks.append(asyncio.create_task(self.sessions.run(), name="proxy-sessions"))
         self._tasks.append(asyncio.create_task(self.usage.run(), name="proxy-usage"))
+        self._tasks.append(asyncio.create_task(self.detector.run(), name="proxy-anomaly-windows"))
 
     async def shutdown(self) -> None:
         for task in self._tasks:
@@ -100,6 +101,8 @@ class ProxyApp:
             except (asyncio.CancelledError, Exception):
                 log.debug("proxy task %s ended", task.get_name())
         self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.detector.flush_windows()
         await self.detector.drain()
         await self.usage.flush()
         await self.sessions.flush()

@@ -510,8 +510,7 @@ async def publish_live(hotstate: HotState, rows: Sequence[dict[str, Any]]) -> No
     if not rows:
         return
     try:
-        for row in rows:
-            await hotstate.publish(f"live:{row['org_id']}", live_message(row))
+        await hotstate.publish_many([(f"live:{row['org_id']}", live_message(row)) for row in rows])
     except Exception:
         log.warning("live feed publish failed for %d events", len(rows), exc_info=True)
 
@@ -519,8 +518,8 @@ async def publish_live(hotstate: HotState, rows: Sequence[dict[str, Any]]) -> No
 class LivePublisher:
     """Publishes stored events to the live feed from its own task, in order.
 
-    One PUBLISH round trip per event would otherwise stall the durable path (the hot-state
-    interface has no pipelined publish yet). The queue is bounded: when the feed cannot keep up,
+    Publishing would otherwise stall the durable path; events waiting in the queue go out in
+    pipelined batches (one round trip each). The queue is bounded: when the feed cannot keep up,
     newer events are dropped from the feed (counted and logged), never from the audit table.
     """
 
@@ -543,12 +542,16 @@ class LivePublisher:
         """Publish until `stop` is set and the queue is empty."""
         while not (stop.is_set() and self.queue.empty()):
             try:
-                row = await asyncio.wait_for(self.queue.get(), 0.2)
+                rows = [await asyncio.wait_for(self.queue.get(), 0.2)]
             except TimeoutError:
                 continue
+            while len(rows) < 500 and not self.queue.empty():
+                rows.append(self.queue.get_nowait())
             try:
-                await self.hotstate.publish(f"live:{row['org_id']}", live_message(row))
-                self.published += 1
+                await self.hotstate.publish_many(
+                    [(f"live:{row['org_id']}", live_message(row)) for row in rows]
+                )
+                self.published += len(rows)
             except asyncio.CancelledError:
                 raise
             except Exception:

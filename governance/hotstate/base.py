@@ -337,6 +337,11 @@ class HotState(abc.ABC):
     @abc.abstractmethod
     async def publish(self, channel: str, message: bytes | str) -> None: ...
 
+    async def publish_many(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
+        """Publish several (channel, message) pairs in order; one round trip on Redis."""
+        for channel, message in messages:
+            await self.publish(channel, message)
+
     def subscribe(self, *channels: str) -> Subscription[tuple[str, bytes]]:
         if not channels:
             raise ValueError("subscribe needs at least one channel")

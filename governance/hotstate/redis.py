@@ -416,6 +416,15 @@ class RedisHotState(HotState):
     async def publish(self, channel: str, message: bytes | str) -> None:
         await self.redis.publish(self._channel(channel), to_bytes(message))
 
+    @_translated
+    async def publish_many(self, messages: Sequence[tuple[str, bytes | str]]) -> None:
+        if not messages:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, message in messages:
+                pipe.publish(self._channel(channel), to_bytes(message))
+            await pipe.execute()
+
     def _transport(self, full_channels: list[str]) -> SubscriptionTransport:
         return _RedisTransport(self.redis, full_channels)
 

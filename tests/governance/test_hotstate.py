@@ -663,3 +663,15 @@ async def test_deleted_stream_entries_are_gone_for_readers_and_length(hs):
     assert await hs.stream_len("s-del") == 1
     assert [entry_id for entry_id, _ in await hs.stream_range("s-del")] == [second]
     assert await hs.stream_delete("s-del", []) == 0
+
+
+async def test_publish_many_delivers_every_message_in_order(hs):
+    async with hs.subscribe("pm-a", "pm-b") as sub:
+        await hs.publish_many([("pm-a", "1"), ("pm-b", b"2"), ("pm-a", "3")])
+        received = [await asyncio.wait_for(anext(sub), 5) for _ in range(3)]
+    assert [(channel, message) for channel, message in received] == [
+        ("pm-a", b"1"),
+        ("pm-b", b"2"),
+        ("pm-a", b"3"),
+    ]
+    await hs.publish_many([])
