@@ -67,7 +67,7 @@ def check_upstream_url(url: str, *, allow_link_local: bool = False, resolve: boo
     except OSError:
         return  # unresolvable is not an SSRF; the connection test reports it unreachable
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if _refused(address):
             raise UnsafeUpstream(
                 f"The host {host} resolves to {address}, a link-local or reserved address."

@@ -236,7 +236,6 @@ class ProxyApp:
         # Session: legacy sessions are bound to the key that created them; modern calls get a
         # stable per (key, server, client) session id.
         session_id: str | None = None
-        binding: dict[str, Any] | None = None
         flag_keys = [flags.kill_org(org.id), flags.kill_server(server.id)]
         if principal.key_id:
             flag_keys.append(flags.kill_key(principal.key_id))
@@ -256,10 +255,46 @@ class ProxyApp:
             flag_keys.append(flags.session_binding(session_id))
         if session_id:
             flag_keys.append(flags.kill_session(session_id))
+        exchange = Exchange(
+            principal=principal,
+            server=server,
+            org=org,
+            msg=msg,
+            era=era,
+            session_id=session_id,
+            binding=None,
+            started=t0,
+            request_bytes=len(body),
+            receive=receive,
+        )
+        decision = None
+        checks: list[RateCheck] = []
+        if msg.kind == "request":
+            if msg.method in POLICED_METHODS or msg.method in eras.LIST_METHODS:
+                snapshot = await self.runtime.snapshot(org.id)
+                exchange.snapshot = snapshot
+                if msg.method in POLICED_METHODS:
+                    decision = snapshot.decide(exchange.call_context())
+            if (
+                msg.method == "tools/call"
+                and org.block_drifted_tools
+                and (decision is None or decision.action != "deny")
+            ):
+                info = (await self.runtime.catalog.tools(server.id)).get(msg.name or "")
+                if info is not None and info.drifted:
+                    decision = DRIFT_DENIAL
+            checks.append(
+                RateCheck(
+                    key=f"key:{principal.identity}", limit=self.key_rate_per_min, period_s=60.0
+                )
+            )
+            if decision is not None and decision.rate_limit is not None:
+                checks.append(exchange.rule_rate_check(decision))
+        # One round trip: kill flags and the session binding, then (unless stopped) the limits.
         try:
-            values = await self.hotstate.get_flags(flag_keys)
+            values, results = await self.hotstate.admit(flag_keys, checks)
         except Exception:
-            await _state_store_down(send, msg.id, "flags")
+            await _state_store_down(send, msg.id, "admission")
             return
         flag_values = dict(zip(flag_keys, values, strict=True))
         if not era.modern and session_id:
@@ -272,63 +307,22 @@ class ProxyApp:
             ):
                 await rpc_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found.", id=msg.id)
                 return
-        killed = next(
-            (
-                flags.parse_kill(flag_values[k])
+            exchange.binding = binding
+        if results is None:
+            state, reason = next(
+                flags.parse_kill(flag_values[k])  # type: ignore[misc]
                 for k in flag_keys
                 if k.startswith("kill:") and flag_values.get(k)
-            ),
-            None,
-        )
-        exchange = Exchange(
-            principal=principal,
-            server=server,
-            org=org,
-            msg=msg,
-            era=era,
-            session_id=session_id,
-            binding=binding,
-            started=t0,
-            request_bytes=len(body),
-            receive=receive,
-        )
-        if killed is not None:
-            state, reason = killed
+            )
             await self._refuse(send, exchange, state, reason)
             return
         if msg.kind != "request":
             await self._forward(send, exchange, headers, body, decision=None)
             return
-        decision = None
-        if msg.method in POLICED_METHODS or msg.method in eras.LIST_METHODS:
-            snapshot = await self.runtime.snapshot(org.id)
-            exchange.snapshot = snapshot
-            if msg.method in POLICED_METHODS:
-                decision = snapshot.decide(exchange.call_context())
-        if (
-            msg.method == "tools/call"
-            and org.block_drifted_tools
-            and (decision is None or decision.action != "deny")
-        ):
-            info = (await self.runtime.catalog.tools(server.id)).get(msg.name or "")
-            if info is not None and info.drifted:
-                decision = DRIFT_DENIAL
-        checks = [
-            RateCheck(key=f"key:{principal.identity}", limit=self.key_rate_per_min, period_s=60.0)
-        ]
-        if decision is not None and decision.rate_limit is not None:
-            checks.append(exchange.rule_rate_check(decision))
-        try:
-            results = await self.hotstate.rate_limit_many(checks)
-        except Exception:
-            await _state_store_down(send, msg.id, "rate limiter")
-            return
         denied = [r for r in results if not r.allowed]
         if denied:
             retry = max(r.retry_after_s for r in denied)
-            await self._rate_limited(
-                send, exchange, retry, rule=len(denied) == 1 and not results[0].allowed
-            )
+            await self._rate_limited(send, exchange, retry)
             return
         if decision is not None and decision.action == "deny":
             await self._deny(send, exchange, decision)
@@ -376,9 +370,7 @@ class ProxyApp:
             )
             self.sessions.note_call(exchange, denied=True, error=False)
 
-    async def _rate_limited(
-        self, send: Send, exchange: Exchange, retry_after_s: float, *, rule: bool
-    ) -> None:
+    async def _rate_limited(self, send: Send, exchange: Exchange, retry_after_s: float) -> None:
         retry = max(1, int(retry_after_s + 0.999))
         event = exchange.event(
             decision="rate_limited", result="error", data={"retry_after_s": round(retry_after_s, 3)}

@@ -242,6 +242,14 @@ class HotState(abc.ABC):
     # --- counters ---
 
     @abc.abstractmethod
+    async def admit(
+        self, flag_keys: Sequence[str], checks: Sequence[RateCheck], *, stop_prefix: str = "kill:"
+    ) -> tuple[list[str | None], list[RateResult] | None]:
+        """The proxy's admission in one round trip: read `flag_keys`; unless a flag whose key
+        starts with `stop_prefix` is set, apply `checks` as `rate_limit_many` does. Returns the
+        flag values and the rate results (None when stopped: nothing is consumed)."""
+
+    @abc.abstractmethod
     async def incr(self, key: str, amount: int = 1, *, ttl_s: float | None = None) -> int:
         """Add to a counter; `ttl_s` applies when the counter has no expiry yet (fixed window)."""
 

@@ -191,6 +191,17 @@ class MemoryHotState(HotState):
 
     # --- rate limiting (GCRA, see base.gcra_params) ---
 
+    async def admit(
+        self, flag_keys: Sequence[str], checks: Sequence[RateCheck], *, stop_prefix: str = "kill:"
+    ) -> tuple[list[str | None], list[RateResult] | None]:
+        values = await self.get_flags(flag_keys)
+        if any(
+            v is not None and k.startswith(stop_prefix)
+            for k, v in zip(flag_keys, values, strict=True)
+        ):
+            return values, None
+        return values, await self.rate_limit_many(checks)
+
     async def rate_limit_many(self, checks: Sequence[RateCheck]) -> list[RateResult]:
         params = [gcra_params(check) for check in checks]
         now = self.store.now()

@@ -87,6 +87,60 @@ end
 return out
 """
 
+# Admission: flags first (KEYS[1..n], ARGV[1] = n, ARGV[2..n+1] = 1 for a stop flag), then the
+# GCRA limits exactly as GCRA_MANY on the remaining keys, unless a stop flag is set.
+ADMIT = """
+local n = tonumber(ARGV[1])
+local values, stopped = {}, 0
+for i = 1, n do
+  local v = redis.call('GET', KEYS[i])
+  values[i] = v
+  if v and ARGV[1 + i] == '1' then stopped = 1 end
+end
+if stopped == 1 then return {values, 1, {}} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local stored, tentative, verdicts, diffs = {}, {}, {}, {}
+local all_ok = true
+local m = #KEYS - n
+for j = 1, m do
+  local key = KEYS[n + j]
+  local base = n + 1 + 3 * (j - 1)
+  local interval = tonumber(ARGV[base + 1])
+  local tolerance, cost = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+  if tentative[key] == nil then
+    local tat = tonumber(redis.call('GET', key)) or now
+    if tat < now then tat = now end
+    stored[key], tentative[key] = tat, tat
+  end
+  local new_tat = tentative[key] + interval * cost
+  local diff = now - (new_tat - tolerance)
+  if diff >= -1 then
+    tentative[key], verdicts[j] = new_tat, 1
+  else
+    verdicts[j], all_ok = 0, false
+  end
+  diffs[j] = diff
+end
+local final = stored
+if all_ok then
+  final = tentative
+  for key, tat in pairs(tentative) do
+    if tat > now then
+      redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+    end
+  end
+end
+local out = {}
+for j = 1, m do
+  local key = KEYS[n + j]
+  out[#out+1] = verdicts[j]
+  out[#out+1] = math.floor(diffs[j])
+  out[#out+1] = math.ceil(final[key] - now)
+end
+return {values, 0, out}
+"""
+
 # Bucketed window in one hash: field = bucket number (TIME seconds // bucket_s). Old buckets are
 # dropped as they fall out, so the hash holds at most `buckets` fields.
 WINDOW_ADD = """
@@ -221,10 +275,41 @@ class RedisHotState(HotState):
         # Bytes in, bytes out: stream payloads are binary; text is decoded where it is text.
         self.redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
         self._gcra = self.redis.register_script(GCRA_MANY)
+        self._admit = self.redis.register_script(ADMIT)
         self._window = self.redis.register_script(WINDOW_ADD)
         self._set_if_absent = self.redis.register_script(SET_IF_ABSENT)
 
     # --- rate limiting ---
+
+    @_translated
+    async def admit(
+        self, flag_keys: Sequence[str], checks: Sequence[RateCheck], *, stop_prefix: str = "kill:"
+    ) -> tuple[list[str | None], list[RateResult] | None]:
+        params = [gcra_params(check) for check in checks]
+        args: list[str | int] = [len(flag_keys)]
+        args += ["1" if key.startswith(stop_prefix) else "0" for key in flag_keys]
+        for p in params:
+            args += [repr(p.interval_s * 1e6), repr(p.tolerance_s * 1e6), p.cost]
+        keys = [self._key("flag", key) for key in flag_keys] + [
+            self._key("rl", p.key) for p in params
+        ]
+        raw_values, stopped, raw = await self._admit(keys=keys, args=args)
+        # Lua drops trailing nils from a table: pad back to one value per flag.
+        decoded = [None if v is None else v.decode() for v in raw_values]
+        values = decoded + [None] * (len(flag_keys) - len(decoded))
+        if stopped:
+            return values, None
+        return values, [
+            gcra_result(
+                allowed=bool(raw[3 * i]),
+                tat=raw[3 * i + 2] / 1e6,
+                now=0.0,
+                interval=p.interval_s,
+                tolerance=p.tolerance_s,
+                diff=raw[3 * i + 1] / 1e6,
+            )
+            for i, p in enumerate(params)
+        ]
 
     @_translated
     async def rate_limit_many(self, checks: Sequence[RateCheck]) -> list[RateResult]:

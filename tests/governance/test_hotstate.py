@@ -675,3 +675,25 @@ async def test_publish_many_delivers_every_message_in_order(hs):
         ("pm-a", b"3"),
     ]
     await hs.publish_many([])
+
+
+async def test_admit_reads_flags_and_limits_in_one_step(hs):
+    checks = [RateCheck(key="adm", limit=2, period_s=60)]
+    await hs.set_flag("sess:x", "bound")
+    values, results = await hs.admit(["kill:a", "sess:x", "kill:b"], checks)
+    assert values == [None, "bound", None]
+    assert [r.allowed for r in results] == [True]
+    values, results = await hs.admit([], checks)
+    assert values == [] and [r.allowed for r in results] == [True]
+    values, results = await hs.admit(["kill:a"], checks)
+    assert [r.allowed for r in results] == [False]
+
+
+async def test_admit_consumes_nothing_when_a_stop_flag_is_set(hs):
+    checks = [RateCheck(key="adm-stop", limit=1, period_s=60)]
+    await hs.set_flag("kill:k", "killed:test")
+    values, results = await hs.admit(["sess:none", "kill:k"], checks)
+    assert values == [None, "killed:test"] and results is None
+    await hs.delete_flag("kill:k")
+    _, results = await hs.admit(["kill:k"], checks)
+    assert [r.allowed for r in results] == [True]
