@@ -263,6 +263,7 @@ def main() -> int:
         parser.error("--streams must not exceed --sessions (one GET stream per session)")
 
     common.exit_on_sigterm()
+    common.raise_priority()
     prefix = common.new_prefix()
     common.setup_django(prefix)
     report: dict[str, Any] = {

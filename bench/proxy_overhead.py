@@ -309,6 +309,7 @@ def main() -> int:
         args.nprofile, args.duration_profile = 2000, 4.0
 
     common.exit_on_sigterm()
+    niceness = common.raise_priority()
     prefix = common.new_prefix()
     common.setup_django(prefix)
     report: dict[str, Any] = {
@@ -342,6 +343,8 @@ def main() -> int:
             "outside_bench = machine busy time (/proc/stat) minus the bench's processes",
             "pinning": "none: server, upstream, Redis, PostgreSQL, audit writer and load "
             "generator share all cores",
+            "priority": f"bench processes at nice {niceness} (IGRIS_BENCH_NICE), so other work "
+            "on the machine yields to them; Redis and PostgreSQL at their own priority",
             "logs": str(common.LOG_DIR),
         },
     }

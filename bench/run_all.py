@@ -387,6 +387,82 @@ def _explain(r: dict[str, Any]) -> list[str]:
     return out
 
 
+def _policy_section(p: dict[str, Any]) -> list[str]:
+    sizes = p.get("sizes")
+    if not isinstance(sizes, list) or not all(isinstance(x, dict) for x in sizes):
+        return [*_generic(p, skip=("machine",)), ""]
+    out = [
+        f"{p.get('what', '')}. Target: decide p99 <= {_f(p.get('target_p99_us_at_10000'))} µs at "
+        f"10,000 rules (target_met: {p.get('target_met')}).",
+        "",
+        "| rules | build ms | decide p50 / p99 µs (CPU) | decide p50 / p99 µs (wall) | naive "
+        "first-match p50 / p99 µs (CPU) | filter 50-tool list p50 µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for size in sizes:
+        dec = size.get("decide", {})
+        naive = size.get("naive_baseline", {})
+        flt = size.get("filter_tools_50_wall", {})
+        cpu, wall, ncpu = dec.get("cpu", {}), dec.get("wall", {}), naive.get("cpu", {})
+        out.append(
+            f"| {_f(size.get('rules'))} | {_f(size.get('build_ms'))} | {_f(cpu.get('p50_us'))} / "
+            f"{_f(cpu.get('p99_us'))} | {_f(wall.get('p50_us'))} / {_f(wall.get('p99_us'))} | "
+            f"{_f(ncpu.get('p50_us'))} / {_f(ncpu.get('p99_us'))} | {_f(flt.get('p50_us'))} |"
+        )
+    regex = p.get("regex_worst_case_ms_at_cap")
+    if isinstance(regex, dict):
+        out += [
+            "",
+            "Regex worst case at the 4 KiB cap (ms): "
+            + ", ".join(f"`` {k} `` {_f(v)}" for k, v in regex.items())
+            + ".",
+        ]
+    return [*out, ""]
+
+
+def _other_targets(
+    policy: dict[str, Any] | None, writer: dict[str, Any] | None, live: dict[str, Any] | None
+) -> list[str]:
+    rows: list[str] = []
+    if policy and isinstance(policy.get("target_met"), dict):
+        big = next(
+            (
+                x
+                for x in policy.get("sizes", [])
+                if isinstance(x, dict) and x.get("rules") == 10_000
+            ),
+            {},
+        )
+        dec = big.get("decide", {})
+        for kind, met in policy["target_met"].items():
+            value = dec.get(kind, {}).get("p99_us")
+            rows.append(
+                f"| policy decide p99 at 10,000 rules ({kind} time) | <= "
+                f"{_f(policy.get('target_p99_us_at_10000'))} µs | {_f(value)} µs | "
+                f"{'met' if met else '**missed**'} |"
+            )
+    if writer and isinstance(writer.get("results"), dict) and writer.get("target_events_per_s"):
+        results = writer["results"]
+        for case in ("stream_live_publish_task", "stream", "stream_without_live_publish"):
+            if isinstance(results.get(case), dict):
+                value = results[case].get("events_per_s")
+                target = writer["target_events_per_s"]
+                met = value is not None and value >= target
+                rows.append(
+                    f"| audit writer, {case} | >= {_f(target)} events/s | {_f(value)} events/s | "
+                    f"{'met' if met else '**missed**'} |"
+                )
+                break
+    if live and isinstance(live.get("target"), dict):
+        t = live["target"]
+        value = (live.get("publish_to_receipt") or {}).get("p99_ms")
+        rows.append(
+            f"| live feed: {t.get('what')} | <= {_f(t.get('p99_ms_max'))} ms | {_f(value)} ms | "
+            f"{'met' if t.get('met') else '**missed**'} |"
+        )
+    return rows
+
+
 def _memory_section(m: dict[str, Any]) -> list[str]:
     s, st = m.get("per_idle_legacy_session", {}), m.get("per_open_sse_stream", {})
     return [
@@ -442,6 +518,33 @@ def _hotstate_section(h: dict[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+def _live_section(live: dict[str, Any]) -> list[str]:
+    out = [f"{live.get('what', '')}.", ""]
+    target = live.get("target")
+    if isinstance(target, dict):
+        mark = "met" if target.get("met") else "**missed**"
+        out += [f"Target: {target.get('what')} <= {target.get('p99_ms_max')} ms: {mark}.", ""]
+    summaries = [
+        (k, v)
+        for k, v in live.items()
+        if isinstance(v, dict) and "p50_ms" in v and k != "lag_after_answer"
+    ] or [("lag_after_answer", live.get("lag_after_answer", {}))]
+    out += ["| latency | n | p50 (ms) | p99 (ms) | max (ms) |", "|---|---|---|---|---|"]
+    for name, lat in summaries:
+        out.append(
+            f"| {name} | {_f(lat.get('n'))} | {_f(lat.get('p50_ms'))} | {_f(lat.get('p99_ms'))} "
+            f"| {_f(lat.get('max_ms'))} |"
+        )
+    counts = {
+        k: v
+        for k, v in live.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("measured",)
+    }
+    if counts:
+        out += ["", ", ".join(f"{k} {_f(v)}" for k, v in counts.items()) + "."]
+    return [*out, ""]
+
+
 def write_summary(
     records: list[dict[str, Any]], facts: dict[str, Any], started: float, quick: bool
 ) -> None:
@@ -459,10 +562,16 @@ def write_summary(
         f"- Python {facts['python']}, {facts.get('platform')}",
         f"- PostgreSQL {facts.get('postgresql')}, Redis {facts.get('redis_server')}",
         "- " + ", ".join(f"{k} {v}" for k, v in facts.get("versions", {}).items() if v is not None),
-        f"- load average at start {facts.get('load_average')}; code: {facts.get('code', '')}",
+        f"- load average at start {facts.get('load_average')}; bench processes at nice "
+        f"{facts.get('bench_niceness')} (other work on the machine yields to them; Redis and "
+        "PostgreSQL keep their priority)",
+        f"- code under test: {facts.get('code', '')}",
         "",
     ]
     proxy = _load("proxy_overhead", by_name)
+    others = _other_targets(
+        _load("policy", by_name), _load("audit_writer", by_name), _load("live_feed", by_name)
+    )
     if proxy:
         q = proxy.get("quiet_check", {})
         lines += [
@@ -476,6 +585,7 @@ def write_summary(
             lines.append(
                 f"| {row['target']} | {row['goal']} | {_f(row['value'])} {row['unit']} | {mark} |"
             )
+        lines += others
         lines += [
             "",
             "The latency and throughput targets are those of reference/performance.md §6 (measured "
@@ -494,12 +604,15 @@ def write_summary(
         lines += ["## Where the time goes", ""]
         lines += _explain(proxy)
     else:
+        if others:
+            lines += ["## Targets", "", "| target | goal | value | |", "|---|---|---|---|"]
+            lines += [*others, ""]
         lines += ["## Proxy overhead", "", "No result (see the steps below).", ""]
 
     policy = _load("policy", by_name)
     lines += ["## Policy engine (bench/bench_policy.py)", ""]
     if policy:
-        lines += [*_generic(policy, skip=("machine",)), ""]
+        lines += _policy_section(policy)
     else:
         lines += [f"Not measured: {by_name.get('policy', {}).get('note', 'no result')}.", ""]
 
@@ -530,13 +643,7 @@ def write_summary(
     live = _load("live_feed", by_name)
     lines += ["## Live feed (bench/live_feed.py)", ""]
     if live and live.get("measured"):
-        lag = live.get("lag_after_answer", {})
-        lines += [
-            f"{live.get('seen_on_feed')} of {live.get('answered')} answered calls seen on the "
-            f"feed; lag after the answer p50 {_f(lag.get('p50_ms'))} ms, p99 "
-            f"{_f(lag.get('p99_ms'))} ms, max {_f(lag.get('max_ms'))} ms.",
-            "",
-        ]
+        lines += _live_section(live)
     else:
         reason = (live or {}).get("reason") or by_name.get("live_feed", {}).get("note", "")
         lines += [reason or "Not measured.", ""]
@@ -589,6 +696,7 @@ def main() -> int:
     parser.add_argument("--only", default="", help="Comma-separated step names.")
     args = parser.parse_args()
     common.exit_on_sigterm()
+    common.raise_priority()  # inherited by every step and every server they start
     started = time.monotonic()
     facts = common.machine_facts()
     facts["code"] = code_state()

@@ -225,10 +225,13 @@ async def _in_thread(make: Callable[[], Iterator[bytes]]) -> AsyncIterator[bytes
     chunk in the request's database thread instead, so memory stays at one chunk.
     """
     iterator = make()
-    done = object()
+
+    def pull() -> bytes | None:
+        return next(iterator, None)
+
     while True:
-        chunk = await sync_to_async(next, thread_sensitive=True)(iterator, done)
-        if chunk is done:
+        chunk = await sync_to_async(pull, thread_sensitive=True)()
+        if chunk is None:
             return
         yield chunk
 
@@ -352,6 +355,7 @@ def _verdict(decision: str | None) -> str | None:
 class PolicyReplayView(ApiView):
     # A what-if over recorded calls changes nothing: the read scope is enough.
     access = {"POST": Access(Action.POLICIES_VIEW, scope="read")}
+    problems = {"POST": ("422",)}
 
     @extend_schema(
         request=ReplayRequestSerializer,

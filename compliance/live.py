@@ -116,7 +116,7 @@ def live_event(envelope: dict[str, Any]) -> LiveEvent | None:
     seq, type_ = envelope.get("seq"), envelope.get("type")
     if type(seq) is not int or not isinstance(type_, str):
         return None
-    data = envelope.get("data") if isinstance(envelope.get("data"), dict) else {}
+    data = envelope["data"] if isinstance(envelope.get("data"), dict) else {}
     kind = kind_of(type_)
     payload = json.dumps({"event": kind, **envelope}, separators=(",", ":"))
     server, session = data.get("server_slug"), data.get("session_id")

@@ -1,8 +1,10 @@
 """One ASGI application; a small dispatcher picks the target before Django is involved.
 
     /proxy/<slug>/mcp, /proxy/<slug>   -> proxy.app (plain ASGI, no Django request cycle)
+    /.well-known/oauth-protected-resource -> proxy.wellknown (RFC 9728 metadata)
     /healthz                           -> plain ASGI health report
-    /api/v1/events (SSE), /ws/events   -> governance.consumers (Channels)
+    /api/v1/events (SSE), /ws/events   -> compliance.live (plain ASGI; replays from the audit
+                                          store, so it lives above governance)
     everything else                    -> Django through Channels' router
 
 Why: Django's request cycle costs about a millisecond of CPU per request on 2 cores; the proxy

@@ -87,24 +87,15 @@ class Dispatcher:
     @property
     def proxy(self) -> Any:
         if self._proxy is None:
-            try:
-                from proxy.app import build_proxy_app
-            except ImportError:
-                return None
+            from proxy.app import build_proxy_app
+
             self._proxy = build_proxy_app()
         return self._proxy
 
     @property
     def channels(self) -> Any:
         if self._channels is None:
-            routes: dict[str, Any] = {"http": self.django_app}
-            try:
-                from governance.consumers import websocket_application
-            except ImportError:
-                websocket_application = None
-            if websocket_application is not None:
-                routes["websocket"] = websocket_application
-            self._channels = ProtocolTypeRouter(routes)
+            self._channels = ProtocolTypeRouter({"http": self.django_app})
         return self._channels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

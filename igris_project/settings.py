@@ -336,6 +336,11 @@ IGRIS_KEY_RATE_PER_MIN = env_int("IGRIS_KEY_RATE_PER_MIN", 6000)
 IGRIS_SSE_KEEPALIVE_S = env_int("IGRIS_SSE_KEEPALIVE_S", 15)
 IGRIS_SESSION_TTL_S = env_int("IGRIS_SESSION_TTL_S", 24 * 3600)
 IGRIS_PROXY_CACHE_TTL_S = env_int("IGRIS_PROXY_CACHE_TTL_S", 30)
+# Live event feed (SSE and websocket).
+IGRIS_LIVE_HEARTBEAT_S = env_int("IGRIS_LIVE_HEARTBEAT_S", 15)
+IGRIS_LIVE_QUEUE_LIMIT = env_int("IGRIS_LIVE_QUEUE_LIMIT", 1000)
+IGRIS_LIVE_BACKLOG_CHUNK = env_int("IGRIS_LIVE_BACKLOG_CHUNK", 500)
+IGRIS_LIVE_SEND_TIMEOUT_S = env_int("IGRIS_LIVE_SEND_TIMEOUT_S", 30)
 
 # --- Static files, i18n -----------------------------------------------------------------------
 STATIC_URL = "static/"

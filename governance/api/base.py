@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
@@ -83,12 +83,23 @@ class SafeJSONField(serializers.JSONField):
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
         if self.kind is not None and value is not None and not isinstance(value, self.kind):
-            name = {dict: "object", list: "array"}.get(self.kind, self.kind.__name__)
+            names: dict[type, str] = {dict: "object", list: "array"}
+            name = names.get(self.kind, self.kind.__name__)
             raise ValidationError(f"Must be a JSON {name}.", code="invalid")
         problem = _unstorable(value)
         if problem:
             raise ValidationError(f"This value {problem}.", code="invalid")
         return value
+
+
+class SafeJSONParser(JSONParser):
+    """JSONParser that answers 400, not 500, to JSON nested deeper than Python can parse."""
+
+    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - the body is nested too deeply.") from None
 
 
 class JsonOnly(BaseContentNegotiation):
@@ -111,17 +122,20 @@ class ApiView(APIView):
     """Base of every /api/v1/ view.
 
     `access` maps HTTP methods to the role action (and scope rules) they need; `query` maps
-    methods to the serializer of their query string (no entry: no query parameters allowed).
+    methods to the serializer of their query string (no entry: no query parameters allowed);
+    `problems` lists extra problem statuses per method for the schema.
     """
 
     permission_classes = [RoleAndScope]
     throttle_classes = [PerKeyThrottle]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     content_negotiation_class = JsonOnly
     http_method_names = ["get", "post", "put", "patch", "delete", "head"]
     access: dict[str, Access | Action] = {}
     query: dict[str, type[serializers.Serializer]] = {}
     paginator: KeysetPaginator | None = None
+    # Problem statuses a method answers besides the usual ones (for the OpenAPI schema).
+    problems: dict[str, tuple[str, ...]] = {}
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

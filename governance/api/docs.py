@@ -27,8 +27,9 @@ def _ref_name(schema: dict[str, Any] | None) -> str:
 
 
 def _body(operation: dict[str, Any]) -> str:
-    content = (operation.get("requestBody") or {}).get("content") or {}
-    schema = next(iter(content.values()), {}).get("schema") if content else None
+    content: dict[str, Any] = (operation.get("requestBody") or {}).get("content") or {}
+    first: dict[str, Any] = next(iter(content.values()), {})
+    schema = first.get("schema")
     return _ref_name(schema)
 
 

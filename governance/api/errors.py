@@ -245,9 +245,10 @@ def _handle(exc: Exception) -> Response | None:
         exceptions.NotAcceptable: ("not_acceptable", None),
         exceptions.UnsupportedMediaType: ("unsupported_media_type", None),
     }
-    for kind, (code, text) in codes.items():
+    for kind, (kind_code, kind_text) in codes.items():
         if isinstance(exc, kind):
-            return problem_response(exc.status_code, code, text or str(exc.detail), None, headers)
+            text = kind_text or str(exc.detail)
+            return problem_response(exc.status_code, kind_code, text, None, headers)
     return problem_response(exc.status_code, exc.default_code, str(exc.detail), None, headers)
 
 

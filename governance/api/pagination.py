@@ -12,11 +12,11 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Field, Model, Q, QuerySet
 from rest_framework import serializers
 
 from governance.api.errors import invalid
@@ -80,7 +80,7 @@ class KeysetPaginator:
     def _after(self, model: type[Model], raw: list[Any]) -> Q:
         values = []
         for (name, _), value in zip(self.fields, raw, strict=True):
-            field = model._meta.get_field(name)
+            field = cast(Field, model._meta.get_field(name))
             if value is None or isinstance(value, dict | list | bool):
                 raise invalid("cursor", "This cursor is not valid for this list.", "invalid_cursor")
             try:

@@ -44,7 +44,9 @@ PROBLEMS = {
     "404": "No such object in this organisation.",
     "409": "The object is not in a state that allows this.",
     "415": "The body must be application/json.",
-    "422": "This Idempotency-Key was used with another body.",
+    "422": "Unprocessable: an Idempotency-Key reused with another body, or a request too large "
+    "to process (see `code`).",
+    "502": "The upstream MCP server could not be reached or did not answer as one.",
     "429": "Too many requests with this key; see Retry-After.",
 }
 
@@ -93,6 +95,7 @@ class ApiAutoSchema(AutoSchema):
             codes += ["409", "415"]
         if getattr(self._handler(), "idempotent", False):
             codes.append("422")
+        codes += getattr(self.view, "problems", {}).get(self.method, ())
         return codes
 
     def _get_response_bodies(self, direction: Any = "response") -> dict[str, Any]:

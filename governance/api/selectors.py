@@ -68,7 +68,11 @@ def sessions_for_org(*, org: Organization) -> QuerySet[AgentSession]:
 
 
 def session_get_for_org(*, org: Organization, session_id: Any) -> AgentSession:
-    session = sessions_for_org(org=org).filter(pk=str(session_id)).first()
+    text = str(session_id)
+    # A path may carry any character; PostgreSQL text cannot hold NUL, and ids are short.
+    if not text or len(text) > 64 or "\x00" in text:
+        raise Http404("no such session in this organisation")
+    session = sessions_for_org(org=org).filter(pk=text).first()
     if session is None:
         raise Http404("no such session in this organisation")
     return session

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from django.conf import settings
 
 from governance import crypto
 from governance.models import McpServer, UpstreamAuth
+from governance.ssrf import UnsafeUpstream, check_upstream_url
 
 # The newest revision that still begins with `initialize` (MCP 2025-11-25, lifecycle).
 PROTOCOL_VERSION = "2025-11-25"
@@ -57,7 +59,7 @@ class ToolListing:
 def _auth_headers(server: McpServer) -> dict[str, str]:
     if server.auth_type == UpstreamAuth.NONE or not server.credential_encrypted:
         return {}
-    secret = crypto.decrypt(server.credential_encrypted, context=str(server.id))
+    secret = crypto.decrypt(bytes(server.credential_encrypted), context=str(server.id))
     if server.auth_type == UpstreamAuth.BEARER:
         return {"Authorization": f"Bearer {secret}"}
     return {server.auth_header_name: secret}
@@ -173,6 +175,16 @@ class _Session:
                 self.client.delete(self.url, headers=self.headers)
 
 
+def _check_address(server: McpServer) -> None:
+    """The SSRF guard again at connection time: a name may resolve elsewhere than when saved."""
+    try:
+        check_upstream_url(
+            server.upstream_url, allow_link_local=settings.IGRIS_UPSTREAM_ALLOW_LINK_LOCAL
+        )
+    except UnsafeUpstream as exc:
+        raise UpstreamProblem(str(exc)) from None
+
+
 def _client(server: McpServer, timeout_s: float) -> httpx.Client:
     connect = min(server.connect_timeout_s, timeout_s)
     return httpx.Client(
@@ -196,6 +208,7 @@ def probe_connection(server: McpServer) -> ConnectionReport:
     with _client(server, TEST_TIMEOUT_S) as client:
         session = _Session(client, server, started + TEST_TIMEOUT_S)
         try:
+            _check_address(server)
             result = session.initialize()
         except (httpx.HTTPError, UpstreamProblem, ValueError, UnicodeError) as exc:
             return ConnectionReport(
@@ -225,6 +238,7 @@ def list_tools(server: McpServer) -> ToolListing:
     with _client(server, REFRESH_TIMEOUT_S) as client:
         session = _Session(client, server, started + REFRESH_TIMEOUT_S)
         try:
+            _check_address(server)
             result = session.initialize()
             session.notify("notifications/initialized")
             tools: list[dict[str, Any]] = []

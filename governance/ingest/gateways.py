@@ -63,12 +63,13 @@ def requested_tools(body: Any) -> list[str] | None:
         if value and value not in names:
             names.append(value)
 
-    for choice in body.get("choices") if isinstance(body.get("choices"), list) else []:
+    choices, content = body.get("choices"), body.get("content")
+    for choice in choices if isinstance(choices, list) else []:
         message = as_dict(as_dict(choice).get("message") or as_dict(choice).get("delta"))
         calls = message.get("tool_calls")
         for call in calls if isinstance(calls, list) else []:
             add(as_dict(as_dict(call).get("function")).get("name"))
-    for block in body.get("content") if isinstance(body.get("content"), list) else []:
+    for block in content if isinstance(content, list) else []:
         if as_dict(block).get("type") == "tool_use":
             add(as_dict(block).get("name"))
     output = body.get("output")

@@ -132,11 +132,12 @@ def map_record(record: Any, now: datetime) -> Mapped:
         event_name = None
         ts = start
     else:
-        ts = epoch_time(item.get("timeUnixNano"), "ns") or epoch_time(
+        logged = epoch_time(item.get("timeUnixNano"), "ns") or epoch_time(
             item.get("observedTimeUnixNano"), "ns"
         )
-        if ts is None:
+        if logged is None:
             return Rejected("the log record has neither timeUnixNano nor observedTimeUnixNano")
+        ts = logged
         latency, failed, name = None, False, None
         event_name = text(item.get("eventName"), 100) or text(attrs.get("event.name"), 100)
     operation = text(attrs.get("gen_ai.operation.name"), 64)
@@ -238,12 +239,12 @@ def _requested_tools(body: Any) -> list[str] | None:
     """Tool names a model asked for in a `gen_ai.choice` style event body."""
     if not isinstance(body, dict):
         return None
-    message = body.get("message") if isinstance(body.get("message"), dict) else body
-    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    message = body["message"] if isinstance(body.get("message"), dict) else body
+    calls = message.get("tool_calls")
     names: list[str] = []
     for call in calls if isinstance(calls, list) else []:
         if isinstance(call, dict):
-            function = call.get("function") if isinstance(call.get("function"), dict) else call
+            function = call["function"] if isinstance(call.get("function"), dict) else call
             name = text(function.get("name"), 256)
             if name and name not in names:
                 names.append(name)

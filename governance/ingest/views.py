@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ SIGNATURE_FAILURES = {
     "signature_invalid": "The signature does not match this source's secret.",
 }
 BEARER = {"WWW-Authenticate": 'Bearer realm="igris"'}
+UNKNOWN_SOURCE_SECRET = secrets.token_urlsafe(32)
 
 
 class _Refused(Exception):
@@ -126,9 +128,10 @@ def _authenticate(request: HttpRequest, raw: bytes, provider: str) -> _Credentia
                 reason="source_missing",
             )
         source = _unscoped_source(source_id)
-        secrets = [ingest_source_secret(source)] if source is not None else []
-        # An unknown source fails like a wrong signature: nothing tells ids apart.
-        failure = signing.verify(signature, raw, secrets, now=time.time()) or (
+        # An unknown source is checked against a throwaway secret and fails like a wrong
+        # signature, so neither the answer nor its timing tells which source ids exist.
+        secret = ingest_source_secret(source) if source is not None else UNKNOWN_SOURCE_SECRET
+        failure = signing.verify(signature, raw, [secret], now=time.time()) or (
             "signature_invalid" if source is None else None
         )
         if failure is not None:
@@ -278,7 +281,7 @@ def _process(
     body: dict[str, Any] = {"accepted": accepted, "rejected": rejected}
     if provider == "otlp" and rejected:
         # OTLP/HTTP partial success (ExportTraceServiceResponse / ExportLogsServiceResponse).
-        kinds = [batch.kinds[r["index"]] for r in rejected]
+        kinds = [batch.kinds[i] for i, item in enumerate(batch.items) if isinstance(item, Rejected)]
         body["partialSuccess"] = {
             "rejectedSpans": kinds.count("span"),
             "rejectedLogRecords": kinds.count("log"),

@@ -56,7 +56,7 @@ def _new_secret(source: IngestSource) -> str:
 
 def ingest_source_secret(source: IngestSource) -> str:
     """The signing secret in clear, to check a signature (never shown after creation)."""
-    return crypto.decrypt(source.secret_encrypted, context=_secret_context(source.id))
+    return crypto.decrypt(bytes(source.secret_encrypted), context=_secret_context(source.id))
 
 
 @transaction.atomic

@@ -1,7 +1,7 @@
 """Every API v1 operation with a valid request and the role action it needs (from the role
 table), for the table-driven permission, scope, tenancy and bad-input tests.
 
-`test_the_table_covers_every_operation_in_the_schema` keeps it complete.
+`test_the_endpoint_table_covers_every_operation_in_the_schema` keeps it complete.
 """
 
 from __future__ import annotations
@@ -90,9 +90,7 @@ ENDPOINTS = [
     Endpoint("post", "sessions/{session}/kill/", A.SESSIONS_KILL, {"reason": "test"}),
     Endpoint("post", "sessions/{session}/suspend/", A.SESSIONS_KILL, {"reason": "test"}),
     Endpoint("post", "sessions/{session}/resume/", A.SESSIONS_KILL, {}),
-    Endpoint(
-        "post", "sessions/kill-all/", A.SESSIONS_KILL, {"scope": "server", "id": "{server}"}
-    ),
+    Endpoint("post", "sessions/kill-all/", A.SESSIONS_KILL, {"scope": "server", "id": "{server}"}),
     Endpoint("get", "anomalies/", A.ANOMALIES_VIEW),
     Endpoint("get", "anomalies/{anomaly}/", A.ANOMALIES_VIEW),
     Endpoint("post", "anomalies/{anomaly}/acknowledge/", A.ANOMALIES_MANAGE, {}),

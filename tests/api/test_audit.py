@@ -26,12 +26,28 @@ def events(acme, world):
     append_events(
         [
             tool_call(acme, ts=T0, tool="read_file", key_id=key, session_id="sess-acme-1"),
-            tool_call(acme, ts=T0 + timedelta(minutes=1), tool="=cmd|' /C calc'!A0",
-                      decision="deny", arguments={"path": "/etc/passwd"}),  # fmt: skip
-            tool_call(acme, ts=T0 + timedelta(minutes=2), tool="write_file", key_id=key,
-                      server_id=str(world.server.id)),  # fmt: skip
-            tool_call(acme, ts=T0 + timedelta(minutes=3), type="policy.published",
-                      tool=None, method=None, decision=None),  # fmt: skip
+            tool_call(
+                acme,
+                ts=T0 + timedelta(minutes=1),
+                tool="=cmd|' /C calc'!A0",
+                decision="deny",
+                arguments={"path": "/etc/passwd"},
+            ),
+            tool_call(
+                acme,
+                ts=T0 + timedelta(minutes=2),
+                tool="write_file",
+                key_id=key,
+                server_id=str(world.server.id),
+            ),
+            tool_call(
+                acme,
+                ts=T0 + timedelta(minutes=3),
+                type="policy.published",
+                tool=None,
+                method=None,
+                decision=None,
+            ),
         ]
     )
 
@@ -56,8 +72,10 @@ def test_events_come_in_seq_order_with_an_opaque_seq_cursor(api, events):
         ({"decision": "deny"}, ["=cmd|' /C calc'!A0"]),
         ({"type": "policy.published"}, [None]),
         ({"session": "sess-acme-1"}, ["read_file"]),
-        ({"since": "2026-01-05T12:01:00Z", "until": "2026-01-05T12:03:00Z"},
-         ["=cmd|' /C calc'!A0", "write_file"]),  # fmt: skip
+        (
+            {"since": "2026-01-05T12:01:00Z", "until": "2026-01-05T12:03:00Z"},
+            ["=cmd|' /C calc'!A0", "write_file"],
+        ),
         ({"key": "{key}"}, ["read_file", "write_file"]),
         ({"server": "{server}"}, ["write_file"]),
     ],
@@ -108,3 +126,32 @@ def test_the_chain_verifies(api, events):
         "checkpoint_seq": None,
         "first_break": None,
     }
+
+
+def test_under_asgi_the_export_is_streamed_chunk_by_chunk(acme, admin_key, monkeypatch):
+    # Django reads a synchronous iterator to the end before sending it under ASGI; the export
+    # hands ASGI an asynchronous one that fetches each chunk in the request's database thread.
+    # (Driven through async_to_sync from this thread, so that thread is this test's.)
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from compliance import api as compliance_api
+    from compliance.audit.writer import append_events
+
+    append_events([tool_call(acme, tool=f"t{i}") for i in range(5)])
+    monkeypatch.setattr(compliance_api, "EXPORT_CHUNK", 2)
+
+    async def export():
+        response = await AsyncClient().get(
+            "/api/v1/audit-events/export/",
+            {"format": "ndjson"},
+            headers={"Authorization": f"Bearer {admin_key[1]}"},
+        )
+        return response, [chunk async for chunk in response.streaming_content]
+
+    response, chunks = async_to_sync(export)()
+    assert response.status_code == 200
+    assert response.is_async
+    assert [chunk.count(b"\n") for chunk in chunks] == [2, 2, 1]
+    tools = [json.loads(line)["tool"] for chunk in chunks for line in chunk.splitlines()]
+    assert tools == [f"t{i}" for i in range(5)]

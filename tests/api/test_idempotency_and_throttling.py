@@ -11,7 +11,11 @@ pytestmark = pytest.mark.django_db
 CREATES = [
     ("invitations/", {"email": "new@acme.test", "role": "auditor"}, {"email": "b@acme.test"}),
     ("api-keys/", {"name": "ci", "scopes": ["read"]}, {"name": "cd"}),
-    ("servers/", {"name": "S", "slug": "srv-s", "upstream_url": "http://x.test/"}, {"slug": "srv-t"}),
+    (
+        "servers/",
+        {"name": "S", "slug": "srv-s", "upstream_url": "http://x.test/"},
+        {"slug": "srv-t"},
+    ),
     ("policies/publish/", {"note": "one"}, {"note": "two"}),
     ("policies/versions/{version}/rollback/", {"note": "back"}, {"note": "forth"}),
 ]
@@ -78,11 +82,15 @@ def test_the_replayed_key_secret_is_the_one_created_and_is_not_cached_in_clear(a
 
 def test_a_failed_request_is_not_remembered(api, world):
     headers = {"Idempotency-Key": "fix-and-retry"}
-    bad = api.post("servers/", {"name": "S", "slug": "s!", "upstream_url": "http://x/"},
-                   headers=headers)  # fmt: skip
+    bad = api.post(
+        "servers/", {"name": "S", "slug": "s!", "upstream_url": "http://x/"}, headers=headers
+    )
     assert bad.status_code == 400
-    good = api.post("servers/", {"name": "S", "slug": "srv-s", "upstream_url": "http://x.test/"},
-                    headers=headers)  # fmt: skip
+    good = api.post(
+        "servers/",
+        {"name": "S", "slug": "srv-s", "upstream_url": "http://x.test/"},
+        headers=headers,
+    )
     assert good.status_code == 201
 
 
@@ -109,8 +117,9 @@ def test_a_request_still_running_with_the_same_key_is_a_conflict(api, world, mon
     from django.core.cache import cache
 
     add = cache.add
-    monkeypatch.setattr(cache, "add", lambda key, *a, **kw: not key.startswith("idem-lock:")
-                        and add(key, *a, **kw))  # fmt: skip
+    monkeypatch.setattr(
+        cache, "add", lambda key, *a, **kw: not key.startswith("idem-lock:") and add(key, *a, **kw)
+    )
     body = {"name": "S", "slug": "srv-s", "upstream_url": "http://x.test/"}
     response = api.post("servers/", body, headers={"Idempotency-Key": "busy"})
     assert response.status_code == 409

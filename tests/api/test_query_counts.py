@@ -46,9 +46,14 @@ def grow(kind: str, acme, alice, world, n: int) -> None:
             services.policy_publish(org=acme, actor=alice, note=f"v{i}")
         elif kind == "sessions":
             AgentSession.objects.create(
-                id=f"s-{i}", org=acme, server=world.server, server_slug="files", era="modern",
-                key=world.key, user=alice,
-            )  # fmt: skip
+                id=f"s-{i}",
+                org=acme,
+                server=world.server,
+                server_slug="files",
+                era="modern",
+                key=world.key,
+                user=alice,
+            )
         elif kind == "anomalies":
             Anomaly.objects.create(org=acme, kind="rate_spike", resolved_by=alice)
         elif kind == "audit-events":

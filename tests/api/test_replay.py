@@ -60,9 +60,17 @@ def test_replay_reports_what_the_draft_would_have_changed(api, recorded):
     # read_file allow->allow; prod read allow->deny; delete deny->deny (default); write_file
     # deny->alert; deploy (ci-tagged key) deny->allow; write_file alert->alert.
     assert (body["newly_denied"], body["newly_allowed"], body["unchanged"]) == (1, 2, 3)
-    assert body["per_rule"] == {"read": 1, "no-prod": 1, "(default)": 1, "writes": 2, "ci-deploy": 1}
-    changes = [(e["tool"], e["old_decision"], e["new_decision"], e["new_rule_id"])
-               for e in body["examples"]]  # fmt: skip
+    assert body["per_rule"] == {
+        "read": 1,
+        "no-prod": 1,
+        "(default)": 1,
+        "writes": 2,
+        "ci-deploy": 1,
+    }
+    changes = [
+        (e["tool"], e["old_decision"], e["new_decision"], e["new_rule_id"])
+        for e in body["examples"]
+    ]
     assert changes == [
         ("read_file", "allow", "deny", "no-prod"),
         ("write_file", "deny", "alert", "writes"),

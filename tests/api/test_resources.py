@@ -79,17 +79,19 @@ def test_invitations_are_created_listed_and_revoked(api, world):
     assert api.delete(f"invitations/{invitation_id}/").status_code == 204
     assert Invitation.objects.get(pk=invitation_id).revoked_at is not None
     assert api.delete(f"invitations/{invitation_id}/").status_code == 409
-    assert [i["email"] for i in api.get("invitations/").json()["results"]] == [
-        "newcomer@acme.test"
-    ]
+    assert [i["email"] for i in api.get("invitations/").json()["results"]] == ["newcomer@acme.test"]
 
 
 def test_an_api_keys_secret_is_in_its_creation_answer_only(client, api, world):
     created = api.post(
         "api-keys/",
-        {"name": "deploy", "scopes": ["read"], "tags": ["ci"],
-         "allowed_servers": [str(world.server.id)]},
-    )  # fmt: skip
+        {
+            "name": "deploy",
+            "scopes": ["read"],
+            "tags": ["ci"],
+            "allowed_servers": [str(world.server.id)],
+        },
+    )
     assert created.status_code == 201
     assert created["Cache-Control"] == "no-store"
     body = created.json()

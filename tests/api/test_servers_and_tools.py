@@ -141,3 +141,25 @@ def test_a_refresh_from_an_unreachable_upstream_is_a_bad_gateway(api, world):
     assert response.status_code == 502
     assert response.json()["code"] == "upstream_error"
     assert Tool.objects.filter(server=world.server).count() == 1
+
+
+def test_an_upstream_that_now_resolves_to_a_link_local_address_is_not_contacted(
+    api, world, monkeypatch
+):
+    import socket
+    from types import SimpleNamespace
+
+    from governance import ssrf
+    from governance.models import McpServer
+
+    McpServer.objects.filter(pk=world.server.pk).update(upstream_url="http://tools.internal/mcp")
+    link_local = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", 80))]
+    # Only the guard's resolver is replaced: the test must not send anything to that address.
+    fake = SimpleNamespace(getaddrinfo=lambda *a, **kw: link_local, IPPROTO_TCP=socket.IPPROTO_TCP)
+    monkeypatch.setattr(ssrf, "socket", fake)
+    report = api.post(f"servers/{world.server.id}/test/").json()
+    assert report["reachable"] is False
+    assert "169.254.169.254" in report["error"]
+    refresh = api.post(f"servers/{world.server.id}/refresh-tools/")
+    assert refresh.status_code == 502
+    assert "169.254.169.254" in refresh.json()["detail"]

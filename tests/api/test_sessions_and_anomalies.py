@@ -19,9 +19,13 @@ def sessions(acme, world, alice):
         org=acme, actor=alice, name="Other", slug="other", upstream_url="http://x.test/"
     )
     AgentSession.objects.create(
-        id="sess-acme-2", org=acme, server=other, server_slug="other", era="modern",
+        id="sess-acme-2",
+        org=acme,
+        server=other,
+        server_slug="other",
+        era="modern",
         state="suspended",
-    )  # fmt: skip
+    )
     return other
 
 
@@ -76,10 +80,16 @@ def test_kill_all_stops_every_session_in_its_scope(api, world, sessions, scope):
     if target:
         body["id"] = str(target)
     answer = api.post("sessions/kill-all/", body).json()
-    expected = {"key": {"sess-acme-1"}, "server": {"sess-acme-2"},
-                "org": {"sess-acme-1", "sess-acme-2"}}[scope]  # fmt: skip
-    assert answer == {"scope": scope, "id": str(target) if target else None,
-                      "sessions_killed": len(expected)}  # fmt: skip
+    expected = {
+        "key": {"sess-acme-1"},
+        "server": {"sess-acme-2"},
+        "org": {"sess-acme-1", "sess-acme-2"},
+    }[scope]
+    assert answer == {
+        "scope": scope,
+        "id": str(target) if target else None,
+        "sessions_killed": len(expected),
+    }
     killed = set(AgentSession.objects.filter(state="killed").values_list("id", flat=True))
     assert killed == expected
 

@@ -62,9 +62,7 @@ def test_an_api_key_may_not_be_limited_to_another_organisations_server(charlie_a
     assert response.json()["errors"][0]["field"] == "allowed_servers"
 
 
-def test_audit_events_and_exports_are_the_organisations_own(
-    charlie_api, api, world, acme, globex
-):
+def test_audit_events_and_exports_are_the_organisations_own(charlie_api, api, world, acme, globex):
     from compliance.audit.writer import append_events
     from tests.api.conftest import tool_call
 

@@ -428,6 +428,26 @@ def test_a_bad_signature_is_refused_and_stores_nothing(client, acme, source_for,
     assert ingested() == 0
 
 
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (lambda good, now: good, None),
+        (lambda good, now: f"{good},v1={'0' * 64}", None),  # any matching v1 entry will do
+        (lambda good, now: f"t={now},v1={'0' * 64},{good.split(',')[1]}", None),
+        (lambda good, now: good.upper(), "signature_malformed"),  # T= is not t=
+        (lambda good, now: f"t={now}", "signature_malformed"),
+        (lambda good, now: f"t=soon,{good.split(',')[1]}", "signature_malformed"),
+        (lambda good, now: good + "0", "signature_malformed"),
+        (lambda good, now: "", "signature_missing"),
+        (lambda good, now: f"t={now - 301},{good.split(',')[1]}", "signature_expired"),
+    ],
+)
+def test_signature_header_rules(header, expected):
+    now = 1_750_000_000
+    good = signing.sign("igs_secret", b"{}", now)
+    assert signing.verify(header(good, now), b"{}", ["igs_secret"], now=now) == expected
+
+
 def test_a_signature_within_five_minutes_is_accepted(client, source_for):
     source, secret = source_for("generic")
     answer = post(

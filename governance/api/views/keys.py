@@ -21,6 +21,7 @@ from governance.api.serializers import (
     ApiKeyCreateSerializer,
     ApiKeySerializer,
 )
+from governance.models import ApiKey
 from governance.permissions import Action
 
 MANAGE = Access(Action.KEYS_MANAGE_OWN, admin=True)
@@ -60,7 +61,7 @@ class ApiKeyListView(ApiView):
 class ApiKeyDetailView(ApiView):
     access = {"GET": Action.KEYS_VIEW, "DELETE": MANAGE}
 
-    def _get(self, key_id: str):  # type: ignore[no-untyped-def]
+    def _get(self, key_id: str) -> ApiKey:
         return api_key_visible_get(
             org=self.org, role=self.principal.role, user=self.actor, key_id=key_id
         )

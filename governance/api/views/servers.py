@@ -11,14 +11,13 @@ from rest_framework.response import Response
 from governance import services
 from governance.api import upstream
 from governance.api.base import ApiView
-from governance.api.errors import PROBLEM_CONTENT_TYPE, ApiProblem
+from governance.api.errors import ApiProblem
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
 from governance.api.selectors import tools_for_org
 from governance.api.serializers import (
     ConnectionTestSerializer,
     EmptySerializer,
-    ProblemSerializer,
     ServerSerializer,
     ServerWriteSerializer,
     ToolRefreshSerializer,
@@ -26,10 +25,6 @@ from governance.api.serializers import (
 )
 from governance.permissions import Action
 from governance.selectors import server_get_for_org, servers_for_org
-
-UPSTREAM_FAILED = {
-    (502, PROBLEM_CONTENT_TYPE): ProblemSerializer,
-}
 
 
 def _service_fields(data: dict) -> tuple[str | None, dict]:
@@ -110,10 +105,11 @@ class ServerTestView(ApiView):
 
 class ServerRefreshToolsView(ApiView):
     access = {"POST": Action.SERVERS_MANAGE}
+    problems = {"POST": ("502",)}
 
     @extend_schema(
         request=EmptySerializer,
-        responses={200: ToolRefreshSerializer, **UPSTREAM_FAILED},
+        responses=ToolRefreshSerializer,
         summary="Fetch tools/list from the upstream and record it (drift check)",
     )
     def post(self, request: Request, server_id: str) -> Response:

@@ -86,6 +86,7 @@ class SessionResumeView(_SessionAction):
 
 class SessionKillAllView(ApiView):
     access = {"POST": Action.SESSIONS_KILL}
+    problems = {"POST": ("404",)}  # the key or server named in the body is not this org's
 
     @extend_schema(
         request=KillAllSerializer,
