@@ -24,7 +24,15 @@ def serving(app: Any, *, lifespan: str = "on") -> Iterator[int]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=5)
+        # The stdlib loop in these threads: uvloop is meant for one loop per process (the real
+        # servers run it), and several uvloop loops in threads of one process have crashed.
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan=lifespan,
+            timeout_graceful_shutdown=5,
+            loop="asyncio",
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -51,8 +51,17 @@ def test_the_endpoint_table_covers_every_operation_in_the_schema(anonymous):
     assert len(documented) == 46
 
 
-def test_the_docs_page_is_served_without_third_party_assets(anonymous):
+def test_the_interactive_docs_load_swagger_ui_from_this_server(anonymous):
     response = anonymous.call("get", "/api/v1/docs/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "/api/v1/schema/" in page
+    assert "cdn" not in page.lower() and "unpkg" not in page.lower()
+
+
+def test_the_reference_page_is_served_without_third_party_assets(anonymous):
+    response = anonymous.call("get", "/api/v1/docs/reference/")
     assert response.status_code == 200
     page = response.content.decode()
     assert "/api/v1/policies/simulate/" in page
