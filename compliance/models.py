@@ -134,6 +134,9 @@ class AuditEvent(_AppendOnlyModel):
         indexes = [
             models.Index(fields=["org_id", "ts"], name="audit_event_org_ts"),
             models.Index(fields=["org_id", "type"], name="audit_event_org_type"),
+            # Session detail, live-feed session filters and policy replay read by session in seq
+            # order; the other call filters are narrow enough once the time range applies.
+            models.Index(fields=["org_id", "session_id", "seq"], name="audit_event_org_session"),
         ]
 
     def __str__(self) -> str:
