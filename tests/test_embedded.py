@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,6 +19,20 @@ import pytest
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _call_through_proxy(url: str, key: str) -> str:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        result = await client.call_tool("echo", {"text": "hello from the smoke test"})
+        assert not result.is_error
+        return result.content[0].text
 
 
 def _port_open(port: int) -> bool:
@@ -99,6 +114,24 @@ def test_make_run_starts_serves_a_demo_login_and_stops_cleanly(tmp_path):
             home = client.get("/", follow_redirects=True)
             assert home.status_code == 200
             assert "Demo Org" in home.text
+
+        # An agent's call through the proxy with the printed key, then the same call in the
+        # audit log, written by the audit writer running inside the web process.
+        outcome = asyncio.run(_call_through_proxy(demo["proxy_url"], demo["api_key"]))
+        assert outcome == "hello from the smoke test"
+        bearer = {"Authorization": f"Bearer {demo['api_key']}"}
+        calls: list[dict] = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not calls:
+            page = httpx.get(
+                f"{base}/api/v1/audit-events/?type=tool_call", headers=bearer, timeout=10
+            )
+            assert page.status_code == 200, page.text
+            calls = page.json()["results"]
+            time.sleep(0.2)
+        assert [c["tool"] for c in calls] == ["echo"]
+        verify = httpx.get(f"{base}/api/v1/audit/verify/", headers=bearer, timeout=10)
+        assert verify.status_code == 200 and verify.json()["ok"] is True
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from governance.policy.regex_guard import MAX_REGEX_SUBJECT
+from governance.policy.regex_guard import MAX_REGEX_SUBJECT, compile_linear
 from governance.policy.rules import DAYS, ArgCondition, TimeWindow
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ class ArgCheck:
         )
         op, value = condition.op, condition.value
         self.glob = GlobSet((value,)) if op == "glob" else None
-        self.regex = re.compile(value) if op == "regex" else None
+        self.regex = compile_linear(value) if op == "regex" else None
         # `in` over strings only: a set lookup instead of a loop.
         self.strings = (
             frozenset(value)

@@ -31,6 +31,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import re2
+
 MAX_REGEX_LENGTH = 256
 # Cap on the characters of an argument value a regex condition examines (see module docstring).
 MAX_REGEX_SUBJECT = 4096
@@ -75,7 +77,24 @@ def check_regex(pattern: str) -> re.Pattern[str]:
         raise UnsafeRegex("invalid regex: too deeply nested") from exc
     tree = _parser.parse(pattern)
     _Checker(list(tree), tree.state.flags).check(list(tree))
+    compile_linear(pattern)
     return compiled
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_linear(pattern: str) -> Any:
+    """The pattern for RE2, which matches in time linear in the subject whatever the pattern.
+
+    The static check above refuses the classic catastrophic shapes, but CPython's engine still
+    retries from every position (quadratic on crafted input); evaluation therefore runs on RE2.
+    A pattern RE2 cannot compile (lookaround, backreferences) is refused at save time.
+    """
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as exc:
+        raise UnsafeRegex(f"regex is not supported by the linear-time matcher: {exc}") from exc
 
 
 class _Checker:
