@@ -13,6 +13,7 @@ from governance.api.pagination import PageQuery
 from governance.models import (
     SLUG_VALIDATOR,
     AnomalyStatus,
+    IngestProvider,
     Posture,
     Scope,
     SessionState,
@@ -524,3 +525,26 @@ class ResolveSerializer(StrictSerializer):
 class ToolFilters(PageQuery):
     server = serializers.UUIDField(required=False, help_text="Server id.")
     state = serializers.ChoiceField(ToolState.choices, required=False)
+
+
+# --- ingest sources -------------------------------------------------------------------------
+
+
+class IngestSourceSerializer(serializers.Serializer):
+    id = _id()
+    name = serializers.CharField()
+    provider = serializers.CharField()
+    created_by = EmailOf()
+    created_at = serializers.DateTimeField()
+    rotated_at = serializers.DateTimeField(allow_null=True)
+
+
+class IngestSourceSecretSerializer(IngestSourceSerializer):
+    secret = serializers.CharField(
+        help_text="The signing secret (HMAC-SHA256 key). Shown in this response only: store it now."
+    )
+
+
+class IngestSourceCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=120)
+    provider = serializers.ChoiceField(IngestProvider.values)

@@ -6,6 +6,7 @@ from django.urls import path
 
 from governance.api.views import (
     anomalies,
+    ingest_sources,
     keys,
     members,
     organization,
@@ -27,6 +28,17 @@ urlpatterns = [
     ),
     path("api-keys/", keys.ApiKeyListView.as_view(), name="api_keys"),
     path("api-keys/<str:key_id>/", keys.ApiKeyDetailView.as_view(), name="api_key"),
+    path("ingest-sources/", ingest_sources.IngestSourceListView.as_view(), name="ingest_sources"),
+    path(
+        "ingest-sources/<str:source_id>/",
+        ingest_sources.IngestSourceDetailView.as_view(),
+        name="ingest_source",
+    ),
+    path(
+        "ingest-sources/<str:source_id>/rotate/",
+        ingest_sources.IngestSourceRotateView.as_view(),
+        name="ingest_source_rotate",
+    ),
     path("servers/", servers.ServerListView.as_view(), name="servers"),
     path("servers/<str:server_id>/", servers.ServerDetailView.as_view(), name="server"),
     path("servers/<str:server_id>/test/", servers.ServerTestView.as_view(), name="server_test"),

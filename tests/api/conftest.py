@@ -207,7 +207,11 @@ def world(acme, alice, bob):
     )
     version = services.policy_publish(org=acme, actor=alice, note="first")
     target = member(acme, "frank@acme.test", "auditor")
+    source, _ = services.ingest_source_create(
+        org=acme, actor=alice, name="portkey prod", provider="portkey"
+    )
     return SimpleNamespace(
+        source=source,
         server=server,
         tool=tool,
         key=key,
@@ -230,6 +234,7 @@ def fill(path: str, world: Any) -> str:
         invitation=world.invitation.id,
         version=world.version.number,
         member=world.member.id,
+        source=world.source.id,
     )
 
 

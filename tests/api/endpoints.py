@@ -54,6 +54,16 @@ ENDPOINTS = [
         "post", "api-keys/", A.KEYS_MANAGE_OWN, {"name": "ci", "scopes": ["read"]}, admin=True
     ),
     Endpoint("get", "api-keys/{key}/", A.KEYS_VIEW),
+    Endpoint("get", "ingest-sources/", A.KEYS_VIEW),
+    Endpoint(
+        "post",
+        "ingest-sources/",
+        A.KEYS_MANAGE_OWN,
+        {"name": "helicone", "provider": "helicone"},
+        admin=True,
+    ),
+    Endpoint("get", "ingest-sources/{source}/", A.KEYS_VIEW),
+    Endpoint("post", "ingest-sources/{source}/rotate/", A.KEYS_MANAGE_ALL, admin=True),
     Endpoint("delete", "api-keys/{key}/", A.KEYS_MANAGE_OWN, admin=True),
     Endpoint("get", "servers/", A.SERVERS_VIEW),
     Endpoint(

@@ -56,6 +56,8 @@ def grow(kind: str, acme, alice, world, n: int) -> None:
             )
         elif kind == "anomalies":
             Anomaly.objects.create(org=acme, kind="rate_spike", resolved_by=alice)
+        elif kind == "ingest-sources":
+            services.ingest_source_create(org=acme, actor=alice, name=f"src{i}", provider="generic")
         elif kind == "audit-events":
             append_events([tool_call(acme, session_id=f"s-{i}")])
 
@@ -64,6 +66,7 @@ PINNED = {
     "members": 7,
     "invitations": 7,
     "api-keys": 8,
+    "ingest-sources": 7,
     "servers": 7,
     "tools": 7,
     "policies/versions": 7,
