@@ -163,14 +163,14 @@ class ProxyApp:
             )
             return
         server = await self.runtime.server(principal.org_id, slug)
+        reject = Rejection(self, send, principal, slug, server.id if server else None)
         if server is None:
-            await rpc_error(
-                send, 404, jsonrpc.INVALID_REQUEST, f"No MCP server '{slug}' in this organisation."
+            await reject(
+                404, jsonrpc.INVALID_REQUEST, f"No MCP server '{slug}' in this organisation."
             )
             return
         if principal.allowed_server_ids and server.id not in principal.allowed_server_ids:
-            await rpc_error(
-                send,
+            await reject(
                 403,
                 jsonrpc.FORBIDDEN,
                 f"This API key may not reach the server '{slug}'.",
@@ -178,7 +178,7 @@ class ProxyApp:
             )
             return
         if not server.enabled:
-            await rpc_error(send, 503, jsonrpc.SERVER_DISABLED, f"The server '{slug}' is disabled.")
+            await reject(503, jsonrpc.SERVER_DISABLED, f"The server '{slug}' is disabled.")
             return
         if method == "POST":
             await self._post(scope, receive, send, headers, principal, server)
@@ -197,17 +197,15 @@ class ProxyApp:
         server: ServerConfig,
     ) -> None:
         t0 = time.perf_counter()
+        reject = Rejection(self, send, principal, server.slug, server.id)
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            await rpc_error(
-                send, 415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json."
-            )
+            await reject(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json.")
             return
         try:
             body = await read_body(receive, self.max_body)
         except BodyTooLarge:
-            await rpc_error(
-                send,
+            await reject(
                 413,
                 jsonrpc.INVALID_REQUEST,
                 f"The request body exceeds the limit of {self.max_body} bytes.",
@@ -223,7 +221,7 @@ class ProxyApp:
                 )
             era = eras.classify(headers, parsed)
         except jsonrpc.JsonRpcError as exc:
-            await rpc_error(send, exc.status, exc.code, exc.message, id=exc.id, data=exc.data)
+            await reject(exc.status, exc.code, exc.message, id=exc.id, data=exc.data)
             return
         msg = parsed
         org = await self.runtime.org(principal.org_id)
@@ -244,12 +242,12 @@ class ProxyApp:
         elif msg.method != "initialize":
             session_id = headers.get("mcp-session-id")
             if not session_id:
-                await rpc_error(
-                    send,
+                await reject(
                     400,
                     jsonrpc.INVALID_REQUEST,
                     "Bad Request: missing Mcp-Session-Id header.",
                     id=msg.id,
+                    method=msg.method,
                 )
                 return
             flag_keys.append(flags.session_binding(session_id))
@@ -305,7 +303,9 @@ class ProxyApp:
                 or binding.get("who") != principal.identity
                 or binding.get("server") != server.id
             ):
-                await rpc_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found.", id=msg.id)
+                await reject(
+                    404, jsonrpc.INVALID_REQUEST, "Session not found.", id=msg.id, method=msg.method
+                )
                 return
             exchange.binding = binding
         if results is None:
@@ -589,6 +589,48 @@ class ProxyApp:
         await stream_response(
             self, send, exchange, response, decision=None, t_upstream=time.perf_counter()
         )
+
+
+class Rejection:
+    """Answers bad input after authentication with its JSON-RPC error, and records it in the
+    organisation's audit log (type mcp_rejected). Nothing was forwarded, so an audit store that
+    is down does not change the answer."""
+
+    def __init__(
+        self, app: ProxyApp, send: Send, principal: Principal, slug: str, server_id: str | None
+    ) -> None:
+        self.app, self.send, self.principal = app, send, principal
+        self.slug, self.server_id = slug, server_id
+
+    async def __call__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        id: Any = None,
+        data: Any = None,
+        method: str | None = None,
+    ) -> None:
+        event = audit.build_event(
+            org_id=self.principal.org_id,
+            type="mcp_rejected",
+            actor=self.principal.actor(),
+            fields={
+                "server_id": self.server_id,
+                "server_slug": self.slug,
+                "key_id": self.principal.key_id,
+                "method": method,
+                "decision": "rejected",
+                "result": "error",
+            },
+            data={"status": status, "code": code, "reason": message},
+        )
+        try:
+            await audit.record(self.app.hotstate, event, embedded=self.app.embedded_audit)
+        except audit.AuditUnavailable:
+            log.warning("could not record a rejected request (%s %s)", status, code)
+        await rpc_error(self.send, status, code, message, id=id, data=data)
 
 
 async def _state_store_down(send: Send, id: Any, what: str) -> None:

@@ -301,8 +301,8 @@ async def _raw(http, body, **headers):
         ),
     ],
 )
-async def test_bad_input_gets_a_precise_json_rpc_error(
-    igris_url, demo_server, acme_key, body, extra, status, code
+async def test_bad_input_gets_a_precise_json_rpc_error_and_is_audited(
+    igris_url, demo_server, acme, acme_key, body, extra, status, code
 ):
     async with httpx.AsyncClient(base_url=igris_url) as http:
         answer = await _raw(
@@ -317,6 +317,9 @@ async def test_bad_input_gets_a_precise_json_rpc_error(
         )
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] == code
+    rejected = [e for e in await _drain_events(acme.id) if e["type"] == "mcp_rejected"]
+    assert [(e["data"]["status"], e["data"]["code"]) for e in rejected] == [(status, code)]
+    assert rejected[0]["server_slug"] == "demo" and rejected[0]["key_id"] == str(acme_key[0].pk)
     await sync_to_async(connections.close_all)()
 
 
