@@ -43,52 +43,13 @@ from .base import (
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# GCRA over several keys, all or nothing (see base.gcra_params for the algorithm). Times are in
-# microseconds from Redis TIME; the TAT is stored as a whole number with "%.0f" because Lua's
-# tostring keeps only 14 significant digits, too few for epoch microseconds. Returns, per check:
-# verdict, floor(diff) and ceil(TAT - now); Python shapes the result so both backends share it.
-GCRA_MANY = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local stored, tentative, verdicts, diffs = {}, {}, {}, {}
-local all_ok = true
-for i, key in ipairs(KEYS) do
-  local interval, tolerance = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1])
-  local cost = tonumber(ARGV[3*i])
-  if tentative[key] == nil then
-    local tat = tonumber(redis.call('GET', key)) or now
-    if tat < now then tat = now end
-    stored[key], tentative[key] = tat, tat
-  end
-  local new_tat = tentative[key] + interval * cost
-  local diff = now - (new_tat - tolerance)
-  if diff >= -1 then
-    tentative[key], verdicts[i] = new_tat, 1
-  else
-    verdicts[i], all_ok = 0, false
-  end
-  diffs[i] = diff
-end
-local final = stored
-if all_ok then
-  final = tentative
-  for key, tat in pairs(tentative) do
-    if tat > now then
-      redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
-    end
-  end
-end
-local out = {}
-for i, key in ipairs(KEYS) do
-  out[#out+1] = verdicts[i]
-  out[#out+1] = math.floor(diffs[i])
-  out[#out+1] = math.ceil(final[key] - now)
-end
-return out
-"""
-
-# Admission: flags first (KEYS[1..n], ARGV[1] = n, ARGV[2..n+1] = 1 for a stop flag), then the
-# GCRA limits exactly as GCRA_MANY on the remaining keys, unless a stop flag is set.
+# Admission: flags first (KEYS[1..n], ARGV[1] = n, ARGV[2..n+1] = 1 for a stop flag), then, unless
+# a stop flag is set, GCRA over the remaining keys, all or nothing (see base.gcra_params for the
+# algorithm); with n = 0 it is plain rate limiting. Times are in microseconds from Redis TIME; the
+# TAT is stored as a whole number with "%.0f" because Lua's tostring keeps only 14 significant
+# digits, too few for epoch microseconds. Returns the flag values, the stop verdict and, per
+# check, verdict, floor(diff) and ceil(TAT - now); Python shapes the result so both backends
+# share it.
 ADMIT = """
 local n = tonumber(ARGV[1])
 local values, stopped = {}, 0
@@ -274,7 +235,6 @@ class RedisHotState(HotState):
         super().__init__(prefix)
         # Bytes in, bytes out: stream payloads are binary; text is decoded where it is text.
         self.redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
-        self._gcra = self.redis.register_script(GCRA_MANY)
         self._admit = self.redis.register_script(ADMIT)
         self._window = self.redis.register_script(WINDOW_ADD)
         self._set_if_absent = self.redis.register_script(SET_IF_ABSENT)
@@ -311,27 +271,12 @@ class RedisHotState(HotState):
             for i, p in enumerate(params)
         ]
 
-    @_translated
     async def rate_limit_many(self, checks: Sequence[RateCheck]) -> list[RateResult]:
-        params = [gcra_params(check) for check in checks]
-        if not params:
+        if not checks:
             return []
-        args: list[str | int] = []
-        for p in params:
-            args += [repr(p.interval_s * 1e6), repr(p.tolerance_s * 1e6), p.cost]
-        keys = [self._key("rl", p.key) for p in params]
-        raw = await self._gcra(keys=keys, args=args)
-        return [
-            gcra_result(
-                allowed=bool(raw[3 * i]),
-                tat=raw[3 * i + 2] / 1e6,
-                now=0.0,
-                interval=p.interval_s,
-                tolerance=p.tolerance_s,
-                diff=raw[3 * i + 1] / 1e6,
-            )
-            for i, p in enumerate(params)
-        ]
+        _, results = await self.admit([], checks)
+        assert results is not None  # no flags, so nothing can stop it
+        return results
 
     # --- counters ---
 
