@@ -42,45 +42,55 @@ class _Pending:
 
 
 def _flush(batch: dict[str, _Pending]) -> None:
-    from django.db import connection, transaction
+    from django.db import IntegrityError, connection
+
+    try:
+        for sid, p in batch.items():
+            try:
+                _flush_one(sid, p)
+            except IntegrityError:
+                # Its organisation, server or key was deleted meanwhile: nothing to record it on.
+                log.warning("dropping the counts of session %s: its owner is gone", sid)
+    finally:
+        connection.close()
+
+
+def _flush_one(sid: str, p: _Pending) -> None:
+    from django.db import transaction
     from django.db.models import F
 
     from governance.models import AgentSession, SessionState
 
-    try:
-        for sid, p in batch.items():
-            with transaction.atomic():
-                updated = AgentSession.objects.filter(pk=sid).update(
-                    calls=F("calls") + p.calls,
-                    denied=F("denied") + p.denied,
-                    errors=F("errors") + p.errors,
+    with transaction.atomic():
+        updated = AgentSession.objects.filter(pk=sid).update(
+            calls=F("calls") + p.calls,
+            denied=F("denied") + p.denied,
+            errors=F("errors") + p.errors,
+            last_seen_at=p.last_seen,
+        )
+        if not updated:
+            AgentSession.objects.get_or_create(
+                pk=sid,
+                defaults=dict(
+                    org_id=p.org_id,
+                    server_id=p.server_id,
+                    server_slug=p.server_slug,
+                    key_id=p.key_id,
+                    user_id=p.user_id,
+                    era=p.era,
+                    protocol_version=p.protocol_version,
+                    client_name=p.client_name[:200],
+                    client_version=p.client_version[:100],
+                    calls=p.calls,
+                    denied=p.denied,
+                    errors=p.errors,
                     last_seen_at=p.last_seen,
-                )
-                if not updated:
-                    AgentSession.objects.get_or_create(
-                        pk=sid,
-                        defaults=dict(
-                            org_id=p.org_id,
-                            server_id=p.server_id,
-                            server_slug=p.server_slug,
-                            key_id=p.key_id,
-                            user_id=p.user_id,
-                            era=p.era,
-                            protocol_version=p.protocol_version,
-                            client_name=p.client_name[:200],
-                            client_version=p.client_version[:100],
-                            calls=p.calls,
-                            denied=p.denied,
-                            errors=p.errors,
-                            last_seen_at=p.last_seen,
-                        ),
-                    )
-                if p.closed:
-                    AgentSession.objects.filter(pk=sid, state=SessionState.ACTIVE).update(
-                        state=SessionState.CLOSED, ended_at=p.last_seen
-                    )
-    finally:
-        connection.close()
+                ),
+            )
+        if p.closed:
+            AgentSession.objects.filter(pk=sid, state=SessionState.ACTIVE).update(
+                state=SessionState.CLOSED, ended_at=p.last_seen
+            )
 
 
 def _close(session_ids: set[str]) -> None:

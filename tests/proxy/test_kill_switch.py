@@ -251,3 +251,33 @@ async def test_an_anomaly_can_suspend_the_session_automatically(
     session = await sync_to_async(AgentSession.objects.get)(pk=first.headers["igris-session-id"])
     assert session.state == "suspended" and session.state_reason == "automatic: destructive_pattern"
     await sync_to_async(connections.close_all)()
+
+
+def test_session_counts_of_a_deleted_server_are_dropped_not_retried_forever(acme, alice):
+    """The background flush must not wedge on a session whose server is gone."""
+    from governance.models import AgentSession
+    from proxy.sessions import _flush, _Pending
+
+    alive = _Pending(
+        org_id=str(acme.id),
+        server_id=None,
+        server_slug="x",
+        key_id=None,
+        user_id=None,
+        era="modern",
+        protocol_version="2026-07-28",
+        calls=2,
+    )
+    orphan = _Pending(
+        org_id=str(acme.id),
+        server_id="00000000-0000-0000-0000-000000000001",
+        server_slug="gone",
+        key_id=None,
+        user_id=None,
+        era="modern",
+        protocol_version="2026-07-28",
+        calls=5,
+    )
+    _flush({"igm_orphan": orphan, "igm_alive": alive})
+    assert not AgentSession.objects.filter(pk="igm_orphan").exists()
+    assert AgentSession.objects.get(pk="igm_alive").calls == 2
