@@ -107,8 +107,12 @@ def _load_snapshot(org_id: str) -> Any:
 
 
 class TtlCache:
-    def __init__(self, ttl_s: float) -> None:
+    """Loaded values kept `ttl_s`, one load at a time per key. Bounded: a client naming many
+    unknown servers must not grow it without limit, so past `max_entries` it starts over."""
+
+    def __init__(self, ttl_s: float, max_entries: int = 20_000) -> None:
         self.ttl_s = ttl_s
+        self.max_entries = max_entries
         self._data: dict[Any, tuple[float, Any]] = {}
         self._locks: dict[Any, asyncio.Lock] = {}
 
@@ -124,13 +128,19 @@ class TtlCache:
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            hit = self._data.get(key)
-            if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
-                return hit[1]
-            value = await sync_to_async(loader, thread_sensitive=False)(*args)
-            self._data[key] = (time.monotonic(), value)
-            return value
+        try:
+            async with lock:
+                hit = self._data.get(key)
+                if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+                    return hit[1]
+                value = await sync_to_async(loader, thread_sensitive=False)(*args)
+                if len(self._data) >= self.max_entries:
+                    self._data.clear()
+                self._data[key] = (time.monotonic(), value)
+                return value
+        finally:
+            if not lock.locked():
+                self._locks.pop(key, None)
 
 
 class Runtime:
