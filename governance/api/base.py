@@ -22,6 +22,7 @@ from governance.api.pagination import KeysetPaginator
 from governance.api.permissions import Access, RoleAndScope
 from governance.api.throttling import PerKeyThrottle
 from governance.drf import ApiPrincipal
+from governance.jsonsafe import unstorable_reason
 from governance.models import Organization
 from governance.permissions import Action
 
@@ -48,31 +49,6 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-def _unstorable(value: Any, depth: int = 0) -> str | None:
-    """Why PostgreSQL could not store this JSON (NUL, lone surrogates, too deep), else None."""
-    if depth > 64:
-        return "is nested too deeply"
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "contains a NUL character"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "contains an unpaired surrogate"
-        return None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            problem = _unstorable(key, depth + 1) or _unstorable(item, depth + 1)
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for item in value:
-            problem = _unstorable(item, depth + 1)
-            if problem:
-                return problem
-    return None
-
-
 class SafeJSONField(serializers.JSONField):
     """Any JSON value PostgreSQL can store; optionally of one type (dict or list)."""
 
@@ -86,7 +62,7 @@ class SafeJSONField(serializers.JSONField):
             names: dict[type, str] = {dict: "object", list: "array"}
             name = names.get(self.kind, self.kind.__name__)
             raise ValidationError(f"Must be a JSON {name}.", code="invalid")
-        problem = _unstorable(value)
+        problem = unstorable_reason(value)
         if problem:
             raise ValidationError(f"This value {problem}.", code="invalid")
         return value

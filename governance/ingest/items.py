@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from governance.ingest import MAX_BODY_BYTES
+from governance.jsonsafe import unstorable_reason
 
 MAX_ITEM_JSON = 64 * 1024
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -263,32 +264,10 @@ def b64_gunzip(value: Any, *, what: str) -> bytes:
 # --- the rules every item meets ----------------------------------------------------------------
 
 
-def _storable(value: Any, depth: int = 0) -> str | None:
+def _storable(value: Any) -> str | None:
     """Why a JSON value cannot be stored as it is, or None."""
-    if depth > 64:
-        return "it is nested more than 64 levels deep"
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "it contains a NUL character"
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                return "it contains invalid Unicode (a lone surrogate)"
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return "it contains a non-finite number"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            reason = _storable(key, depth + 1) or _storable(item, depth + 1)
-            if reason:
-                return reason
-    elif isinstance(value, list):
-        for item in value:
-            reason = _storable(item, depth + 1)
-            if reason:
-                return reason
-    return None
+    reason = unstorable_reason(value)
+    return f"it {reason}" if reason else None
 
 
 def type_problem(type_: Any) -> str | None:
