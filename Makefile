@@ -40,6 +40,17 @@ compat-deps: $(UV)
 run: install
 	$(PY) manage.py igris_run
 
+# The production shape on this machine: WORKERS web processes, the audit writer and a Celery
+# worker with beat, supervised, against DATABASE_URL and REDIS_URL (DEMO=0 skips the demo server).
+WORKERS ?= 2
+DEMO ?= 1
+run-prod: install
+	@test -n "$$DATABASE_URL" -a -n "$$REDIS_URL" || { \
+	  echo "make run-prod needs DATABASE_URL and REDIS_URL, e.g."; \
+	  echo "  DATABASE_URL=postgres://postgres@127.0.0.1:5432/igris REDIS_URL=redis://127.0.0.1:6379/0 make run-prod"; \
+	  exit 2; }
+	$(PY) manage.py igris_prod --workers $(WORKERS) $(if $(filter 1,$(DEMO)),--demo,)
+
 migrate: install
 	$(PY) manage.py migrate
 

@@ -327,6 +327,22 @@ CELERY_TASK_ALWAYS_EAGER = not bool(REDIS_URL or env_str("CELERY_BROKER_URL", ""
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_DEFAULT_QUEUE = env_str("IGRIS_CELERY_QUEUE", "igris")
+# Periodic work (compliance/tasks.py, governance/tasks.py), run by `celery worker --beat`.
+IGRIS_CHECKPOINT_INTERVAL_S = env_int("IGRIS_CHECKPOINT_INTERVAL_S", 3600)
+IGRIS_CHAIN_VERIFY_INTERVAL_S = env_int("IGRIS_CHAIN_VERIFY_INTERVAL_S", 24 * 3600)
+CELERY_BEAT_SCHEDULE = {
+    "sign-audit-checkpoints": {
+        "task": "compliance.sign_checkpoints",
+        "schedule": float(IGRIS_CHECKPOINT_INTERVAL_S),
+    },
+    "verify-audit-chains": {
+        "task": "compliance.verify_chains",
+        "schedule": float(IGRIS_CHAIN_VERIFY_INTERVAL_S),
+    },
+    "close-idle-sessions": {"task": "governance.close_idle_sessions", "schedule": 300.0},
+}
 
 # --- igris behaviour -----------------------------------------------------------------------------
 IGRIS_KEY_CACHE_TTL_S = env_int("IGRIS_KEY_CACHE_TTL_S", 30)
