@@ -513,3 +513,36 @@ async def test_the_websocket_refuses_a_key_without_the_read_scope(igris, acme, a
         ):
             pass
     assert refused.value.response.status_code == 403
+
+
+async def test_the_websocket_never_carries_another_organisations_events(
+    igris, hs, acme, globex, charlie, client, globex_read_key
+):
+    """By key and by console session: charlie's sockets get globex's events only, live and on
+    replay from 0, while acme's events are written in between."""
+    await write(hs, acme, *calls(2))
+    await sync_to_async(login)(client, charlie)
+    cookie = f"igris.session_token={client.cookies['igris.session_token'].value}"
+    async with (
+        ws_connect(
+            ws_url(igris, since="0"),
+            additional_headers={"Authorization": f"Bearer {globex_read_key}"},
+            proxy=None,
+        ) as by_key,
+        ws_connect(
+            ws_url(igris),
+            additional_headers={"Cookie": cookie},
+            origin=f"http://{igris}",
+            proxy=None,
+        ) as by_cookie,
+    ):
+        history = [
+            json.loads(await asyncio.wait_for(by_key.recv(), 10)) for _ in range(await head(globex))
+        ]
+        await asyncio.sleep(0.2)
+        await write(hs, acme, *calls(3))
+        await write(hs, globex, ("session.killed", {"session_id": "g-1"}))
+        live_key = json.loads(await asyncio.wait_for(by_key.recv(), 10))
+        live_cookie = json.loads(await asyncio.wait_for(by_cookie.recv(), 10))
+    assert {m["org_id"] for m in [*history, live_key, live_cookie]} == {str(globex.id)}
+    assert live_key["type"] == live_cookie["type"] == "session.killed"
