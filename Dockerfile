@@ -16,4 +16,4 @@ RUN SECRET_KEY=build DATABASE_URL=sqlite:////tmp/build.sqlite3 REDIS_URL=redis:/
     && mkdir -p /app/var && chown -R igris:igris /app/var
 USER igris
 EXPOSE 3100
-CMD ["sh", "-c", "/app/.venv/bin/uvicorn igris_project.asgi:application --host 0.0.0.0 --port ${PORT} --loop uvloop --http httptools --proxy-headers --forwarded-allow-ips='*' --workers ${WEB_CONCURRENCY:-2}"]
+CMD ["sh", "-c", "/app/.venv/bin/uvicorn igris_project.asgi:application --host 0.0.0.0 --port ${PORT} --loop uvloop --http httptools --no-proxy-headers --workers ${WEB_CONCURRENCY:-2}"]

@@ -21,6 +21,11 @@ from django.core.asgi import get_asgi_application
 
 django_asgi = get_asgi_application()
 
-from igris_project.dispatch import Dispatcher  # noqa: E402
+from django.conf import settings  # noqa: E402
 
-application = Dispatcher(django_asgi)
+from igris_project.dispatch import Dispatcher  # noqa: E402
+from igris_project.forwarded import ForwardedHeaders, parse_trusted  # noqa: E402
+
+application = ForwardedHeaders(
+    Dispatcher(django_asgi), parse_trusted(settings.IGRIS_TRUSTED_PROXIES)
+)

@@ -15,6 +15,7 @@ from pathlib import Path
 import dj_database_url
 
 from igris_project.env import EnvError, env_bool, env_int, env_list, env_str
+from igris_project.forwarded import TrustedProxyError, parse_trusted
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("IGRIS_VAR_DIR", str(BASE_DIR / "var")))
@@ -191,8 +192,17 @@ if PRODUCTION:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-# X-Forwarded-* are trusted only when the operator says a proxy in front sets them.
-IGRIS_TRUSTED_PROXY = env_bool("IGRIS_TRUSTED_PROXY", False)
+# X-Forwarded-* are believed only from these peers (igris_project/forwarded.py): addresses or
+# CIDR blocks, or "*" where igris is reachable only through the proxy. IGRIS_TRUSTED_PROXY=true
+# is the older spelling of "*".
+IGRIS_TRUSTED_PROXIES = env_str(
+    "IGRIS_TRUSTED_PROXIES", "*" if env_bool("IGRIS_TRUSTED_PROXY", False) else ""
+)
+try:
+    parse_trusted(IGRIS_TRUSTED_PROXIES)
+except TrustedProxyError as exc:
+    raise EnvError(str(exc)) from None
+IGRIS_TRUSTED_PROXY = bool(IGRIS_TRUSTED_PROXIES.strip())
 if IGRIS_TRUSTED_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     USE_X_FORWARDED_HOST = True

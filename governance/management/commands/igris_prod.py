@@ -185,8 +185,8 @@ class Command(BaseCommand):
             "10",
             "--timeout-keep-alive",
             "5",
+            "--no-proxy-headers",  # igris_project.forwarded decides whom to believe
         ]
-        argv.append("--proxy-headers" if settings.IGRIS_TRUSTED_PROXY else "--no-proxy-headers")
         return argv
 
     def _seed(self, opts: dict[str, Any]) -> None:

@@ -135,7 +135,7 @@ class Command(BaseCommand):
             lifespan="on",
             log_level="info",
             access_log=False,
-            proxy_headers=settings.IGRIS_TRUSTED_PROXY,
+            proxy_headers=False,  # igris_project.forwarded decides whom to believe
             timeout_graceful_shutdown=5,
         )
         server = _Server(config)
