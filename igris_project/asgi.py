@@ -24,8 +24,11 @@ django_asgi = get_asgi_application()
 from django.conf import settings  # noqa: E402
 
 from igris_project.dispatch import Dispatcher  # noqa: E402
-from igris_project.forwarded import ForwardedHeaders, parse_trusted  # noqa: E402
+from igris_project.forwarded import AllowedHosts, ForwardedHeaders, parse_trusted  # noqa: E402
 
+# Outermost first: believe forwarding headers only from trusted proxies, then refuse hosts that
+# are not ours, then route.
 application = ForwardedHeaders(
-    Dispatcher(django_asgi), parse_trusted(settings.IGRIS_TRUSTED_PROXIES)
+    AllowedHosts(Dispatcher(django_asgi), settings.ALLOWED_HOSTS),
+    parse_trusted(settings.IGRIS_TRUSTED_PROXIES),
 )

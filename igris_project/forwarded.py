@@ -102,3 +102,58 @@ class ForwardedHeaders:
             else:
                 scope["scheme"] = proto_text
         return scope
+
+
+class AllowedHosts:
+    """Every request names a host in ALLOWED_HOSTS, not only those Django serves.
+
+    The proxy, its RFC 9728 metadata and the live feed are plain ASGI and build absolute URLs
+    from the Host header when IGRIS_PUBLIC_URL is unset; without this check a forged Host would
+    be written into a 401's WWW-Authenticate and into a publicly cacheable metadata document.
+    Runs after ForwardedHeaders, so a believed X-Forwarded-Host is what is checked (and becomes
+    the Host the plain ASGI parts see).
+    """
+
+    def __init__(self, app: Any, allowed_hosts: list[str]) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        from django.http.request import split_domain_port, validate_host
+
+        headers = scope.get("headers") or []
+        forwarded = next((v for n, v in headers if n == b"x-forwarded-host"), None)
+        host = forwarded.split(b",")[-1].strip() if forwarded else None
+        if host is None:
+            host = next((v for n, v in headers if n == b"host"), None)
+        if host is None:  # HTTP/1.0 without Host: nothing to reflect
+            await self.app(scope, receive, send)
+            return
+        domain, _port = split_domain_port(host.decode("latin-1"))
+        if domain and validate_host(domain, self.allowed_hosts):
+            if forwarded:
+                kept = [(n, v) for n, v in headers if n != b"host"]
+                scope = {**scope, "headers": [*kept, (b"host", host)]}
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = (
+            b'{"error":"bad_host","message":"The Host header names a host this igris does not '
+            b'serve (ALLOWED_HOSTS)."}'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 400,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from igris_project.forwarded import ForwardedHeaders, TrustedProxyError, parse_trusted
+from igris_project.forwarded import (
+    AllowedHosts,
+    ForwardedHeaders,
+    TrustedProxyError,
+    parse_trusted,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,3 +117,69 @@ def test_the_served_application_is_wrapped():
     from igris_project.asgi import application
 
     assert isinstance(application, ForwardedHeaders)
+
+
+async def _get(app, path: str, headers: list[tuple[bytes, bytes]], peer: str = "127.0.0.1"):
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": headers,
+        "client": (peer, 4000),
+        "scheme": "http",
+        "http_version": "1.1",
+        "server": ("127.0.0.1", 3100),
+    }
+    await app(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], json.loads(body)
+
+
+async def test_a_forged_host_is_refused_before_it_reaches_any_url_the_proxy_builds(settings):
+    from igris_project.asgi import application
+
+    settings.IGRIS_PUBLIC_URL = ""
+    status, body = await _get(
+        application, "/.well-known/oauth-protected-resource", [(b"host", b"evil.example")]
+    )
+    assert (status, body["error"]) == (400, "bad_host")
+    status, body = await _get(application, "/proxy/demo/mcp", [(b"host", b"evil.example")])
+    assert status == 400
+    status, body = await _get(
+        application, "/.well-known/oauth-protected-resource", [(b"host", b"127.0.0.1:3100")]
+    )
+    assert status == 200 and body["resource"] == "http://127.0.0.1:3100/proxy"
+
+
+async def test_a_trusted_proxy_s_forwarded_host_and_scheme_make_the_public_url(settings):
+    from proxy.wellknown import protected_resource_metadata
+
+    settings.IGRIS_PUBLIC_URL = ""
+    app = ForwardedHeaders(
+        AllowedHosts(protected_resource_metadata, ["igris.example"]), parse_trusted("10.0.0.0/8")
+    )
+    forwarded = [
+        (b"host", b"10.0.0.2:3100"),
+        (b"x-forwarded-host", b"igris.example"),
+        (b"x-forwarded-proto", b"https"),
+    ]
+    status, body = await _get(
+        app, "/.well-known/oauth-protected-resource/proxy/demo/mcp", forwarded, peer="10.0.0.7"
+    )
+    assert status == 200
+    assert body["resource"] == "https://igris.example/proxy/demo/mcp"
+    # The same headers from a peer that is not a trusted proxy: dropped, and its Host refused.
+    status, body = await _get(
+        app, "/.well-known/oauth-protected-resource", forwarded, peer="198.51.100.1"
+    )
+    assert status == 400
