@@ -118,8 +118,12 @@ class AllowedHosts:
         self.app = app
         self.allowed_hosts = allowed_hosts
 
+    # Platform health checks address the machine (its private IP), not the public name; the
+    # health report builds no URL, so it answers whatever the Host.
+    EXEMPT_PATHS = frozenset({"/healthz"})
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or scope.get("path") in self.EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
         from django.http.request import split_domain_port, validate_host

@@ -155,6 +155,9 @@ async def test_a_forged_host_is_refused_before_it_reaches_any_url_the_proxy_buil
     assert (status, body["error"]) == (400, "bad_host")
     status, body = await _get(application, "/proxy/demo/mcp", [(b"host", b"evil.example")])
     assert status == 400
+    # A platform's health check addresses the machine by its private address.
+    status, body = await _get(application, "/healthz", [(b"host", b"172.19.4.2:3100")])
+    assert status in (200, 503) and "status" in body
     status, body = await _get(
         application, "/.well-known/oauth-protected-resource", [(b"host", b"127.0.0.1:3100")]
     )
