@@ -15,7 +15,14 @@ precomputed: the database's share), and the chain alone in Python with no databa
 canonical encoding, SHA-256). verify_chain's rate is measured on the result.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/igris_audit \\
-    REDIS_URL=redis://127.0.0.1:6379/4 .venv/bin/python bench/bench_audit_writer.py [-n 50000]
+    REDIS_URL=redis://127.0.0.1:6379/4 .venv/bin/python bench/bench_audit_writer.py \\
+        [-n 50000] [--cases stream_live_publish_task,chain_only_python] [--repeat 5] [--batch 500]
+
+`--cases` runs only the named cases (verify_chain needs a case that stored events before it);
+`--batch` sets the events per transaction (and per XREADGROUP);
+`--repeat` runs each case that many times and reports the median run (by events/s), with every
+run's rate and the load average around it kept in the JSON: the machine is shared, and one run
+can land on a busy moment.
 
 Runs in a scratch database (<db>_bench, created and dropped: audit rows cannot be deleted) and a
 random Redis key prefix. Writes bench/results/audit_writer.json.
@@ -51,15 +58,12 @@ from django.db import connection, connections, transaction  # noqa: E402
 
 from compliance.audit import writer  # noqa: E402
 from compliance.audit.chain import GENESIS  # noqa: E402
+from compliance.audit.store import Incoming, _insert_copy, _row, chain_entries  # noqa: E402
 from compliance.audit.verify import verify_chain  # noqa: E402
 from compliance.audit.writer import (  # noqa: E402
-    Incoming,
     LivePublisher,
     StreamDrainer,
-    _insert_copy,
-    _row,
     append_events,
-    chain_entries,
     drain_stream,
 )
 from governance.events import AUDIT_STREAM, Actor, Envelope  # noqa: E402
@@ -133,13 +137,13 @@ def rate(n: int, seconds: float, **extra: Any) -> dict[str, Any]:
     }
 
 
-def direct(n: int, insert: str) -> dict[str, Any]:
+def direct(n: int, insert: str, batch_size: int) -> dict[str, Any]:
     batch = envelopes(n, [uuid.uuid4() for _ in range(ORGS)])
 
     def run() -> int:
         return sum(
-            append_events(batch[i : i + BATCH], insert=insert)  # type: ignore[arg-type]
-            for i in range(0, n, BATCH)
+            append_events(batch[i : i + batch_size], insert=insert)  # type: ignore[arg-type]
+            for i in range(0, n, batch_size)
         )
 
     cpu_mark()
@@ -164,13 +168,13 @@ def chain_only(n: int) -> dict[str, Any]:
     return rate(n, seconds)
 
 
-def baseline_copy(n: int) -> dict[str, Any]:
+def baseline_copy(n: int, batch_size: int) -> dict[str, Any]:
     rows = chain_rows(envelopes(n, [uuid.uuid4() for _ in range(ORGS)]))
 
     def run() -> None:
-        for i in range(0, n, BATCH):
+        for i in range(0, n, batch_size):
             with transaction.atomic():
-                _insert_copy(rows[i : i + BATCH])
+                _insert_copy(rows[i : i + batch_size])
 
     cpu_mark()
     seconds, _ = timed(run)
@@ -189,8 +193,11 @@ class _NoPublish:
     async def publish(self, channel: str, message: bytes | str) -> None:
         return None
 
+    async def publish_many(self, messages: Any) -> None:
+        return None
 
-async def stream(n: int, *, publish: str) -> dict[str, Any]:
+
+async def stream(n: int, *, publish: str, batch_size: int) -> dict[str, Any]:
     """publish: "none" (no-op), "inline" (drain_stream as is) or "task" (run_forever's way)."""
     hotstate = RedisHotState(settings.REDIS_URL, prefix=f"igris-bench-{uuid.uuid4().hex[:8]}:")
     try:
@@ -206,7 +213,7 @@ async def stream(n: int, *, publish: str) -> dict[str, Any]:
             publisher = LivePublisher(hotstate, limit=n)
             task = asyncio.create_task(publisher.run(stop))
             drainer = StreamDrainer(
-                hotstate, batch=BATCH, consumer="bench", publish=publisher.offer
+                hotstate, batch=batch_size, consumer="bench", publish=publisher.offer
             )
             while await drainer.read_once():
                 pass
@@ -217,7 +224,7 @@ async def stream(n: int, *, publish: str) -> dict[str, Any]:
             assert publisher.published == n, publisher.published
         else:
             target: Any = hotstate if publish == "inline" else _NoPublish(hotstate)
-            stored = await drain_stream(target, BATCH, consumer="bench")
+            stored = await drain_stream(target, batch_size, consumer="bench")
             seconds = time.perf_counter() - start
         assert stored == n, stored
         pending = await hotstate.stream_pending_claim(
@@ -243,10 +250,54 @@ def verify_rate() -> dict[str, Any]:
     return rate(result.checked, seconds)
 
 
+CASES: dict[str, Callable[[int, int], dict[str, Any]]] = {
+    "baseline_copy_no_chain": baseline_copy,
+    "chain_only_python": lambda n, b: chain_only(n),
+    "direct_copy": lambda n, b: direct(n, "copy", b),
+    "direct_bulk_create": lambda n, b: direct(n, "bulk", b),
+    "stream_without_live_publish": lambda n, b: asyncio.run(
+        stream(n, publish="none", batch_size=b)
+    ),
+    "stream_live_publish_task": lambda n, b: asyncio.run(stream(n, publish="task", batch_size=b)),
+    "stream_live_publish_inline": lambda n, b: asyncio.run(
+        stream(n, publish="inline", batch_size=b)
+    ),
+    "verify_chain": lambda n, b: verify_rate(),
+}
+
+
+def repeated(case: str, n: int, batch_size: int, repeat: int) -> dict[str, Any]:
+    """The median of `repeat` runs of one case, with every run's rate and the load around it."""
+    runs = []
+    for _ in range(repeat):
+        figures = CASES[case](n, batch_size)
+        figures["load_average_after"] = round(os.getloadavg()[0], 2)
+        runs.append(figures)
+    median = sorted(runs, key=lambda f: f["events_per_s"])[len(runs) // 2]
+    if repeat > 1:
+        median = {
+            **median,
+            "runs_events_per_s": [f["events_per_s"] for f in runs],
+            "runs_load_average_after": [f["load_average_after"] for f in runs],
+        }
+    return median
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=50_000)
+    parser.add_argument(
+        "--cases", default="", help=f"Comma-separated, from: {', '.join(CASES)} (default: all)."
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="Runs per case; the median counts.")
+    parser.add_argument("--batch", type=int, default=BATCH, help="Events per transaction.")
     args = parser.parse_args()
+    cases = [c for c in args.cases.split(",") if c] or list(CASES)
+    unknown = sorted(set(cases) - set(CASES))
+    if unknown:
+        sys.exit(f"unknown cases: {', '.join(unknown)}")
+    if args.repeat < 1 or args.batch < 1:
+        sys.exit("--repeat and --batch must be at least 1")
     if connection.vendor != "postgresql" or not settings.REDIS_URL:
         sys.exit("set DATABASE_URL (PostgreSQL) and REDIS_URL")
     n = args.n
@@ -255,16 +306,7 @@ def main() -> None:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     original = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        results = {
-            "baseline_copy_no_chain": baseline_copy(n),
-            "chain_only_python": chain_only(n),
-            "direct_copy": direct(n, "copy"),
-            "direct_bulk_create": direct(n, "bulk"),
-            "stream_without_live_publish": asyncio.run(stream(n, publish="none")),
-            "stream_live_publish_task": asyncio.run(stream(n, publish="task")),
-            "stream_live_publish_inline": asyncio.run(stream(n, publish="inline")),
-            "verify_chain": verify_rate(),
-        }
+        results = {case: repeated(case, n, args.batch, args.repeat) for case in cases}
     finally:
         connections.close_all()
         connection.creation.destroy_test_db(original, verbosity=0)
@@ -278,17 +320,20 @@ def main() -> None:
         "load_average_at_start": load_at_start,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "n": n,
-        "batch": BATCH,
+        "batch": args.batch,
         "organisations": ORGS,
+        "repeat": args.repeat,
         "target_events_per_s": TARGET,
         "results": results,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     for name, figures in results.items():
+        runs = figures.get("runs_events_per_s")
         print(
             f"{name:30} {figures['events_per_s']:>8} events/s ({figures['seconds']} s wall)"
             f"  {figures['events_per_writer_cpu_s']:>8} events per writer CPU-second"
+            + (f"  runs {runs}" if runs else "")
         )
     print(f"written to {RESULTS.relative_to(ROOT)}")
 

@@ -12,6 +12,7 @@ from governance.models import (
     ApiKey,
     IngestSource,
     Invitation,
+    KillSwitch,
     McpServer,
     Membership,
     Organization,
@@ -284,4 +285,25 @@ class IngestSourceAdmin(admin.ModelAdmin):
     exclude = ["secret_encrypted"]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(KillSwitch)
+class KillSwitchAdmin(admin.ModelAdmin):
+    """Standing stops, read-only: they are set and lifted through the kill-switch services, which
+    also update every proxy process (console Sessions page, API `sessions/kill-all/`)."""
+
+    list_display = ["scope", "target_id", "org", "reason", "created_by", "created_at"]
+    list_filter = ["scope"]
+    search_fields = ["org__slug", "reason"]
+    list_select_related = ["org", "created_by"]
+    readonly_fields = ["org", "scope", "target_id", "reason", "created_by", "created_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

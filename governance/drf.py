@@ -3,6 +3,7 @@
 `Authorization: Bearer ig_…` authenticates as the key's organisation with the key's scopes; the
 role is the role of the member who created the key (a key never exceeds its creator). The
 console session cookie works too (with CSRF), scoped to the user's current organisation.
+Repeated key failures from one address get 429 (governance.keys.BadKeyGuard).
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from governance.keys import KeyError_, VerifiedKey, bearer_token, touch_last_used, verify_key_sync
+from governance.keys import (
+    KeyError_,
+    VerifiedKey,
+    bearer_token,
+    client_address,
+    get_bad_key_guard,
+    touch_last_used,
+    verify_key_sync,
+)
 from governance.models import Membership, Organization
 
 
@@ -38,17 +47,22 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION")
         if not header:
             return None
+        guard = get_bad_key_guard()
+        address = request_address(request)
+        wait = guard.blocked_for(address)
+        if wait is not None:
+            raise _throttled(wait)
         token = bearer_token(header)
-        if token is None:
-            raise exceptions.AuthenticationFailed(
-                {"code": "malformed", "detail": "Use 'Authorization: Bearer ig_…'."}
-            )
         try:
+            if token is None:
+                raise KeyError_("malformed")
             key, verified = verify_key_sync(token)
         except KeyError_ as exc:
-            raise exceptions.AuthenticationFailed(
-                {"code": exc.reason, "detail": exc.message}
-            ) from None
+            wait = guard.failed_sync(address)
+            if wait is not None:
+                raise _throttled(wait) from None
+            detail = "Use 'Authorization: Bearer ig_…'." if token is None else exc.message
+            raise exceptions.AuthenticationFailed({"code": exc.reason, "detail": detail}) from None
         creator = key.created_by
         role = None
         if creator is not None:
@@ -64,6 +78,21 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="igris"'
+
+
+def request_address(request: Any) -> str:
+    """The caller's address (see governance.keys.client_address) of a Django or DRF request."""
+    return client_address(request.META.get("REMOTE_ADDR"))
+
+
+class KeyAttemptsThrottled(exceptions.Throttled):
+    """429 for an address over its budget of failed key attempts (not the per-key budget)."""
+
+    summary = "Too many failed API key attempts from this address"
+
+
+def _throttled(wait_s: float) -> KeyAttemptsThrottled:
+    return KeyAttemptsThrottled(wait=wait_s)
 
 
 class ConsoleSessionAuthentication(authentication.SessionAuthentication):

@@ -2,11 +2,13 @@
 
 Failures carry a reason code (`missing`, `malformed`, `invalid`, `expired`, `revoked`) that is
 safe to show: `invalid` covers both "no such prefix" and "wrong secret" so nothing helps guessing.
+Repeated failures from one address are throttled (`BadKeyGuard`), whichever door they knock on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +17,7 @@ from typing import Any
 from django.utils import timezone
 
 from governance import crypto
+from governance.hotstate.base import RateCheck, RateResult
 
 KEY_FLAG_PREFIX = "apikey:changed:"
 
@@ -138,11 +141,19 @@ class AsyncKeyVerifier:
 
     Revocation reaches every process through a hot-state flag notification (the listener calls
     `invalidate`); the TTL is the safety net if a notification is missed.
+
+    A refresh that fails because the database cannot be reached keeps the key's last loaded
+    state for up to `max_stale_s` (IGRIS_PROXY_MAX_STALE_S), retried about once a second, so
+    the proxy keeps serving through a database outage; while one refresh is in flight, other
+    calls use that state instead of waiting for it.
     """
 
-    def __init__(self, *, ttl_s: float = 30.0, max_entries: int = 50_000) -> None:
+    def __init__(
+        self, *, ttl_s: float = 30.0, max_entries: int = 50_000, max_stale_s: float = 900.0
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.max_stale_s = max_stale_s
         self._cache: dict[str, _Entry | None] = {}
         self._loaded_at: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -176,6 +187,28 @@ class AsyncKeyVerifier:
 
         return await sync_to_async(load, thread_sensitive=False)()
 
+    def _stale_usable(self, prefix: str) -> bool:
+        entry = self._cache.get(prefix)
+        return entry is not None and time.monotonic() - entry.loaded_at <= self.max_stale_s
+
+    async def _refresh(self, prefix: str) -> None:
+        from django.db import InterfaceError, OperationalError
+
+        try:
+            fetched = await self._fetch(prefix)
+        except (OperationalError, InterfaceError):
+            if not self._stale_usable(prefix):
+                raise
+            log.warning("database unavailable; using the cached state of key %s", prefix)
+            # Checked again in about a second rather than after a whole TTL.
+            self._loaded_at[prefix] = time.monotonic() - self.ttl_s + min(self.ttl_s, 1.0)
+            return
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()
+            self._loaded_at.clear()
+        self._cache[prefix] = fetched
+        self._loaded_at[prefix] = time.monotonic()
+
     async def verify(self, token: str | None) -> VerifiedKey:
         if not token:
             raise KeyError_("missing")
@@ -187,15 +220,12 @@ class AsyncKeyVerifier:
         loaded_at = self._loaded_at.get(prefix)
         if loaded_at is None or now - loaded_at > self.ttl_s:
             lock = self._locks.setdefault(prefix, asyncio.Lock())
-            async with lock:
-                loaded_at = self._loaded_at.get(prefix)
-                if loaded_at is None or time.monotonic() - loaded_at > self.ttl_s:
-                    if len(self._cache) >= self.max_entries:
-                        self._cache.clear()
-                        self._loaded_at.clear()
-                    self._cache[prefix] = await self._fetch(prefix)
-                    self._loaded_at[prefix] = time.monotonic()
-            self._locks.pop(prefix, None)
+            if not (lock.locked() and self._stale_usable(prefix)):
+                async with lock:
+                    loaded_at = self._loaded_at.get(prefix)
+                    if loaded_at is None or time.monotonic() - loaded_at > self.ttl_s:
+                        await self._refresh(prefix)
+                self._locks.pop(prefix, None)
         entry = self._cache.get(prefix)
         if entry is None:
             crypto.verify_secret("0" * 32, secret, "0" * 64)
@@ -218,7 +248,9 @@ def get_verifier() -> AsyncKeyVerifier:
     if _verifier is None:
         from django.conf import settings
 
-        _verifier = AsyncKeyVerifier(ttl_s=settings.IGRIS_KEY_CACHE_TTL_S)
+        _verifier = AsyncKeyVerifier(
+            ttl_s=settings.IGRIS_KEY_CACHE_TTL_S, max_stale_s=settings.IGRIS_PROXY_MAX_STALE_S
+        )
     return _verifier
 
 
@@ -229,3 +261,100 @@ def announce_key_change(prefix: str) -> None:
     from governance.hotstate.sync import publish_flag_sync
 
     publish_flag_sync(KEY_FLAG_PREFIX + prefix, str(time.time()), ttl_s=3600)
+
+
+# --- failed authentications (brute force) ------------------------------------------------------
+
+BAD_KEY_RATE_KEY = "badkey:"
+MAX_BLOCKED_ADDRESSES = 100_000
+
+log = logging.getLogger("igris.keys")
+
+
+def client_address(peer: str | None) -> str:
+    """The caller's address as the ASGI scope gives it. igris_project.forwarded has already put
+    the client behind a trusted proxy there (IGRIS_TRUSTED_PROXIES) and dropped X-Forwarded-*
+    from anyone else, so no header is read here."""
+    return peer[:64] if peer else "unknown"
+
+
+class BadKeyGuard:
+    """Per-address budget of failed API key authentications (IGRIS_BAD_KEY_RATE_PER_MIN).
+
+    Each failure costs one hot-state round trip (a GCRA limit, shared by every process); a
+    success costs none. Once the shared limit refuses an address, this process remembers it
+    until the limit would let the address try again, and answers 429 at once to every key that
+    address sends, valid or not, without checking it: the answer must not tell a right guess
+    from a wrong one, and a throttled guess costs neither hashing nor I/O. Another process learns
+    of the block on that address's next failure there.
+    """
+
+    def __init__(self, *, limit_per_min: int) -> None:
+        self.limit_per_min = limit_per_min
+        self._blocked: dict[str, float] = {}  # address -> monotonic time the block ends
+
+    def check(self, address: str) -> RateCheck:
+        return RateCheck(key=BAD_KEY_RATE_KEY + address, limit=self.limit_per_min, period_s=60.0)
+
+    def blocked_for(self, address: str) -> float | None:
+        """Seconds until `address` may try a key again, or None; in memory, no I/O."""
+        until = self._blocked.get(address)
+        if until is None:
+            return None
+        left = until - time.monotonic()
+        if left <= 0:
+            self._blocked.pop(address, None)
+            return None
+        return left
+
+    def record(self, address: str, result: RateResult) -> float | None:
+        """Note the shared limit's verdict on a failure; the wait if the address is now over."""
+        if result.allowed:
+            return None
+        wait = max(result.retry_after_s, 1.0)
+        if len(self._blocked) >= MAX_BLOCKED_ADDRESSES:
+            now = time.monotonic()
+            self._blocked = {a: u for a, u in self._blocked.items() if u > now}
+            if len(self._blocked) >= MAX_BLOCKED_ADDRESSES:
+                self._blocked.clear()
+        self._blocked[address] = time.monotonic() + wait
+        # One line per block, not per refused attempt: the log must not amplify an attack.
+        log.warning(
+            "too many failed API key authentications from %s; refused for %.0f s", address, wait
+        )
+        return wait
+
+    async def failed(self, hotstate: Any, address: str) -> float | None:
+        """Count a failure of `address` (one round trip); the wait if it is over its budget.
+
+        If the hot state cannot be reached the failure is answered as a failure (None): the
+        budget protects igris, and refusing valid callers for it would be worse."""
+        try:
+            result = await hotstate.rate_limit_many([self.check(address)])
+        except Exception:
+            log.warning("could not count a failed API key authentication from %s", address)
+            return None
+        return self.record(address, result[0])
+
+    def failed_sync(self, address: str) -> float | None:
+        """`failed` for synchronous callers (REST API, ingestion)."""
+        from governance.hotstate.sync import rate_limit_sync
+
+        try:
+            result = rate_limit_sync(self.check(address))
+        except Exception:
+            log.warning("could not count a failed API key authentication from %s", address)
+            return None
+        return self.record(address, result)
+
+
+_guard: BadKeyGuard | None = None
+
+
+def get_bad_key_guard() -> BadKeyGuard:
+    global _guard
+    if _guard is None:
+        from django.conf import settings
+
+        _guard = BadKeyGuard(limit_per_min=settings.IGRIS_BAD_KEY_RATE_PER_MIN)
+    return _guard

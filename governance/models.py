@@ -384,6 +384,40 @@ class AgentSession(models.Model):
         return f"{self.id} ({self.state})"
 
 
+class KillScope(models.TextChoices):
+    ORG = "org", "Organisation"
+    KEY = "key", "API key"
+    SERVER = "server", "MCP server"
+
+
+class KillSwitch(models.Model):
+    """A standing stop on a key, a server or the whole organisation, until lifted.
+
+    The proxy reads stops from hot-state flags (one round trip with admission); this row is the
+    record they are restored from when the hot state lost them (a Redis restarted without its
+    data, or the embedded default restarted). Session kills live on AgentSession itself.
+    """
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="kill_switches")
+    scope = models.CharField(max_length=8, choices=KillScope.choices)
+    target_id = models.UUIDField()  # the key's, the server's, or the organisation's own id
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "target_id"], name="kill_switch_unique"),
+            models.CheckConstraint(
+                condition=Q(scope__in=KillScope.values), name="kill_switch_scope"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.target_id} stopped"
+
+
 class AnomalyStatus(models.TextChoices):
     OPEN = "open", "Open"
     ACKNOWLEDGED = "acknowledged", "Acknowledged"

@@ -1,8 +1,12 @@
 """Names of the hot-state flags shared by the services that set them and the proxy that reads
-them. Values of kill flags are "<state>:<reason>" with state killed or suspended."""
+them. Values of kill flags are "<state>:<reason>" with state killed or suspended; circuit flags
+are published by the proxy's breakers and read by the API and console (JSON, `Circuit`)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -47,3 +51,73 @@ def tools_changed(server_id: Any) -> str:
 
 def anomaly_cooldown(session_id: Any, kind: str) -> str:
     return f"cooldown:{session_id}:{kind}"
+
+
+# --- circuit breakers (proxy.breaker publishes, the API and console read) -------------------
+
+CIRCUIT_CLOSED = "closed"
+CIRCUIT_OPEN = "open"
+CIRCUIT_HALF_OPEN = "half_open"
+CIRCUIT_UNKNOWN = "unknown"  # the hot state could not be read
+
+
+def circuit(server_id: Any) -> str:
+    return f"circuit:{server_id}"
+
+
+def circuit_trial(server_id: Any) -> str:
+    """Held by the one process whose trial request probes a half-open circuit."""
+    return f"circuit-trial:{server_id}"
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A breaker's last published state. Times are Unix seconds; `by` names the publishing
+    process so it can ignore its own announcements."""
+
+    state: str = CIRCUIT_CLOSED
+    failures: int = 0
+    opened_at: float | None = None
+    retry_at: float | None = None
+    last_error: str = ""
+    by: str = ""
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @property
+    def opened(self) -> datetime | None:
+        return _utc(self.opened_at)
+
+    @property
+    def retry(self) -> datetime | None:
+        return _utc(self.retry_at)
+
+
+def _utc(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+
+
+def parse_circuit(value: str | None) -> Circuit:
+    """A flag value as a Circuit; no value (or one that is not ours) reads as closed."""
+    if not value:
+        return Circuit()
+    try:
+        raw = json.loads(value)
+        state = raw["state"]
+        if state not in (CIRCUIT_CLOSED, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN):
+            return Circuit()
+        return Circuit(
+            state=state,
+            failures=int(raw.get("failures") or 0),
+            opened_at=_number(raw.get("opened_at")),
+            retry_at=_number(raw.get("retry_at")),
+            last_error=str(raw.get("last_error") or ""),
+            by=str(raw.get("by") or ""),
+        )
+    except (ValueError, KeyError, TypeError):
+        return Circuit()
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

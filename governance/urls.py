@@ -6,6 +6,7 @@ from django.urls import path
 
 from governance import views
 from governance.views import anomalies as anomaly_views
+from governance.views import ingest as ingest_views
 from governance.views import playground as playground_views
 from governance.views import policies as policy_views
 from governance.views import sessions as session_views
@@ -35,11 +36,29 @@ urlpatterns = [
     path("keys/", views.keys, name="keys"),
     path("keys/new/", views.key_create, name="key_create"),
     path("keys/<uuid:key_id>/revoke/", views.key_revoke, name="key_revoke"),
+    # ingest sources (other gateways sending events)
+    path("ingest/", ingest_views.ingest_sources, name="ingest_sources"),
+    path("ingest/new/", ingest_views.ingest_source_create, name="ingest_source_create"),
+    path(
+        "ingest/<uuid:source_id>/rotate/",
+        ingest_views.ingest_source_rotate,
+        name="ingest_source_rotate",
+    ),
+    path(
+        "ingest/<uuid:source_id>/delete/",
+        ingest_views.ingest_source_delete,
+        name="ingest_source_delete",
+    ),
     # MCP servers
     path("servers/", views.servers, name="servers"),
     path("servers/new/", views.server_create, name="server_create"),
     path("servers/<uuid:server_id>/edit/", views.server_edit, name="server_edit"),
     path("servers/<uuid:server_id>/delete/", views.server_delete, name="server_delete"),
+    path(
+        "servers/<uuid:server_id>/reset-circuit/",
+        views.server_circuit_reset,
+        name="server_circuit_reset",
+    ),
     # policies
     path("policies/", policy_views.policies, name="policies"),
     path("policies/draft/", policy_views.policy_draft_save, name="policy_draft_save"),

@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "governance.middleware.CurrentOrganizationMiddleware",
+    "igris_project.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "igris_project.urls"
@@ -356,6 +357,9 @@ CELERY_BEAT_SCHEDULE = {
 
 # --- igris behaviour -----------------------------------------------------------------------------
 IGRIS_KEY_CACHE_TTL_S = env_int("IGRIS_KEY_CACHE_TTL_S", 30)
+# Failed API key authentications allowed per minute from one client address (brute force):
+# over it, the proxy, the REST API and ingestion answer 429 (governance/keys.py, BadKeyGuard).
+IGRIS_BAD_KEY_RATE_PER_MIN = env_int("IGRIS_BAD_KEY_RATE_PER_MIN", 20)
 IGRIS_INVITATION_DAYS = env_int("IGRIS_INVITATION_DAYS", 7)
 IGRIS_EMBEDDED_AUDIT_WRITER = env_bool("IGRIS_EMBEDDED_AUDIT_WRITER", not REDIS_URL)
 # Upstream URLs on link-local addresses (cloud metadata services) are refused unless allowed.
@@ -367,6 +371,22 @@ IGRIS_KEY_RATE_PER_MIN = env_int("IGRIS_KEY_RATE_PER_MIN", 6000)
 IGRIS_SSE_KEEPALIVE_S = env_int("IGRIS_SSE_KEEPALIVE_S", 15)
 IGRIS_SESSION_TTL_S = env_int("IGRIS_SESSION_TTL_S", 24 * 3600)
 IGRIS_PROXY_CACHE_TTL_S = env_int("IGRIS_PROXY_CACHE_TTL_S", 30)
+# Redis connections per process (commands wait up to 5 s for a free one), and concurrent
+# connections per upstream server per process (calls wait for one within their connect timeout).
+IGRIS_REDIS_MAX_CONNECTIONS = env_int("IGRIS_REDIS_MAX_CONNECTIONS", 256)
+IGRIS_UPSTREAM_MAX_CONNECTIONS = env_int("IGRIS_UPSTREAM_MAX_CONNECTIONS", 1024)
+# Per-upstream circuit breaker (proxy/breaker.py): open after this many consecutive failures
+# (0 turns it off), let one trial call through after the cool-down.
+IGRIS_BREAKER_FAILURES = env_int("IGRIS_BREAKER_FAILURES", 5)
+IGRIS_BREAKER_COOLDOWN_S = env_int("IGRIS_BREAKER_COOLDOWN_S", 30)
+# When a cache refresh fails (PostgreSQL unreachable) the proxy keeps serving the last known key,
+# server and policy for this long after it was loaded; past it, calls needing that entry get 503.
+IGRIS_PROXY_MAX_STALE_S = env_int("IGRIS_PROXY_MAX_STALE_S", 900)
+# Whole-body deadline of a proxied request: slow (slowloris) bodies get 408 and a closed socket.
+IGRIS_PROXY_BODY_TIMEOUT_S = env_int("IGRIS_PROXY_BODY_TIMEOUT_S", 30)
+# Audit stream entries the writer may fall behind by (it buffers a database outage); above it
+# the proxy refuses calls with 503 "audit backlog full" rather than trim unstored records.
+IGRIS_AUDIT_STREAM_MAX_BACKLOG = env_int("IGRIS_AUDIT_STREAM_MAX_BACKLOG", 1_000_000)
 # Live event feed (SSE and websocket).
 IGRIS_LIVE_HEARTBEAT_S = env_int("IGRIS_LIVE_HEARTBEAT_S", 15)
 IGRIS_LIVE_QUEUE_LIMIT = env_int("IGRIS_LIVE_QUEUE_LIMIT", 1000)

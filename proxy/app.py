@@ -1,8 +1,9 @@
 """The MCP proxy: a plain ASGI application at /proxy/<server-slug>/mcp (DESIGN.md §2-3).
 
 This module orchestrates only: authentication (proxy.auth), era rules (proxy.eras), sessions
-(proxy.sessions), policy decisions (governance.policy), forwarding (proxy.upstream) and audit
-(proxy.audit). Nothing here touches the ORM per call.
+(proxy.sessions), policy decisions (governance.policy), forwarding (proxy.upstream, behind the
+per-server circuit breakers of proxy.breaker) and audit (proxy.audit). Nothing here touches the
+ORM per call.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from governance import runtime_flags as flags
 from governance.hotstate import RateCheck, get_hotstate
 from governance.policy.engine import Decision
+from governance.standing import EPOCH_FLAG, ensure_standing
 from proxy import audit, eras, jsonrpc
 from proxy.anomalies import Detector
 from proxy.auth import AuthFailure, Principal, authenticate
+from proxy.breaker import Breakers, Refusal
 from proxy.http import (
+    BodyTimeout,
     BodyTooLarge,
     ClientGone,
     Receive,
@@ -35,13 +40,24 @@ from proxy.http import (
 from proxy.http import send_rpc_error as rpc_error
 from proxy.runtime import Runtime, ServerConfig
 from proxy.sessions import SessionRecorder, new_session_id
-from proxy.streaming import Exchange, stream_response
+from proxy.streaming import Exchange, server_error, stream_response
 from proxy.upstream import Upstream, UpstreamError
 from proxy.usage import UsageMeter
 
 log = logging.getLogger("igris.proxy")
 
 POLICED_METHODS = {"tools/call", "resources/read", "prompts/get"}
+# Requests that change nothing upstream: sent again once if a pooled connection broke under them.
+RETRY_SAFE_METHODS = frozenset(
+    {
+        "ping",
+        "server/discover",
+        "tools/list",
+        "prompts/list",
+        "resources/list",
+        "resources/templates/list",
+    }
+)
 # A tool whose description or schema changed after approval (a "rug pull") is refused until an
 # operator approves the change, when the organisation asks for it.
 DRIFT_DENIAL = Decision(
@@ -66,15 +82,19 @@ def _split_path(path: str) -> str | None:
 
 class ProxyApp:
     def __init__(self) -> None:
-        self.upstream = Upstream()
+        self.upstream = Upstream(max_per_host=int(settings.IGRIS_UPSTREAM_MAX_CONNECTIONS))
         self.runtime = Runtime(ttl_s=float(getattr(settings, "IGRIS_PROXY_CACHE_TTL_S", 30)))
         self.sessions = SessionRecorder()
         self.catalog = self.runtime.catalog
         self.detector = Detector(self)
         self.usage = UsageMeter(self)
+        self.breakers = Breakers(self)
+        self.runtime.on_circuit = self.breakers.on_flag
         self._tasks: list[asyncio.Task[Any]] = []
         self.embedded_audit = not settings.REDIS_URL
         self.max_body = int(settings.IGRIS_PROXY_MAX_BODY_BYTES)
+        self.body_timeout_s = float(settings.IGRIS_PROXY_BODY_TIMEOUT_S)
+        self.backlog = audit.BacklogGauge(int(settings.IGRIS_AUDIT_STREAM_MAX_BACKLOG))
         self.max_response = int(settings.IGRIS_PROXY_MAX_RESPONSE_BYTES)
         self.key_rate_per_min = int(settings.IGRIS_KEY_RATE_PER_MIN)
         self.keepalive_s = float(settings.IGRIS_SSE_KEEPALIVE_S)
@@ -120,6 +140,17 @@ class ProxyApp:
             await self._handle(scope, receive, tracked_send)
         except ClientGone:
             return
+        except (OperationalError, InterfaceError):
+            # A cache miss (or an entry past IGRIS_PROXY_MAX_STALE_S) while the database is down.
+            log.exception("database unavailable on %s %s", scope.get("method"), scope.get("path"))
+            if not started["v"]:
+                await rpc_error(
+                    send,
+                    503,
+                    jsonrpc.INTERNAL_ERROR,
+                    "igris cannot reach its database; retry shortly.",
+                    headers=[(b"retry-after", b"5")],
+                )
         except Exception:
             log.exception("proxy error on %s %s", scope.get("method"), scope.get("path"))
             if not started["v"]:
@@ -156,7 +187,7 @@ class ProxyApp:
             await rpc_error(
                 send,
                 exc.status,
-                jsonrpc.UNAUTHORIZED if exc.status == 401 else jsonrpc.FORBIDDEN,
+                exc.code,
                 exc.message,
                 data={"reason": exc.reason},
                 headers=exc.headers,
@@ -203,12 +234,22 @@ class ProxyApp:
             await reject(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json.")
             return
         try:
-            body = await read_body(receive, self.max_body)
+            body = await read_body(receive, self.max_body, self.body_timeout_s)
         except BodyTooLarge:
             await reject(
                 413,
                 jsonrpc.INVALID_REQUEST,
                 f"The request body exceeds the limit of {self.max_body} bytes.",
+            )
+            return
+        except BodyTimeout:
+            # Closing the connection matters: left open, the rest of a trickled body would keep
+            # it alive (uvicorn restarts its keep-alive timer on every byte received).
+            await reject(
+                408,
+                jsonrpc.INVALID_REQUEST,
+                f"The request body did not arrive within {self.body_timeout_s:g} s.",
+                headers=[(b"connection", b"close")],
             )
             return
         try:
@@ -224,6 +265,24 @@ class ProxyApp:
             await reject(exc.status, exc.code, exc.message, id=exc.id, data=exc.data)
             return
         msg = parsed
+        if (
+            msg.kind == "request"
+            and not self.embedded_audit
+            and await self.backlog.full(self.hotstate)
+        ):
+            # Fail closed rather than trim the stream: nothing is forwarded that cannot be
+            # recorded, and nothing is recorded here either, since that would grow the backlog.
+            await rpc_error(
+                send,
+                503,
+                jsonrpc.AUDIT_UNAVAILABLE,
+                "audit backlog full: igris is not forwarding calls until its audit writer "
+                "catches up.",
+                id=msg.id,
+                data={"reason": "audit_backlog_full", "limit": self.backlog.limit},
+                headers=[(b"retry-after", b"5")],
+            )
+            return
         org = await self.runtime.org(principal.org_id)
         if org is None:
             await rpc_error(
@@ -289,8 +348,20 @@ class ProxyApp:
             if decision is not None and decision.rate_limit is not None:
                 checks.append(exchange.rule_rate_check(decision))
         # One round trip: kill flags and the session binding, then (unless stopped) the limits.
+        # The epoch flag comes along: missing, it means the hot state lost its data (and with it
+        # every stop), which are restored from the database before anything is admitted.
+        flag_keys.append(EPOCH_FLAG)
         try:
             values, results = await self.hotstate.admit(flag_keys, checks)
+            if values[-1] is None:
+                if not await ensure_standing(self.hotstate):
+                    raise RuntimeError("the hot state's stops are still being restored")
+                # Re-read the flags only: the limits were applied once already.
+                values = await self.hotstate.get_flags(flag_keys)
+                if any(v for k, v in zip(flag_keys, values, strict=True) if k.startswith("kill:")):
+                    results = None
+                elif results is None:
+                    values, results = await self.hotstate.admit(flag_keys, checks)
         except Exception:
             await _state_store_down(send, msg.id, "admission")
             return
@@ -334,20 +405,40 @@ class ProxyApp:
 
     # --- outcomes without the upstream ---------------------------------------------------
 
-    async def _durable(self, send: Send, exchange: Exchange, event: dict[str, Any]) -> bool:
+    async def _durable(
+        self, send: Send, exchange: Exchange, event: dict[str, Any], *, forwarded: bool = False
+    ) -> bool:
         try:
             await audit.record(self.hotstate, event, embedded=self.embedded_audit)
             return True
         except audit.AuditUnavailable:
             log.exception("audit store unavailable; failing closed")
-            await rpc_error(
-                send,
-                503,
-                jsonrpc.AUDIT_UNAVAILABLE,
-                "igris cannot record this call in its audit log, so it was not forwarded.",
-                id=_msg(exchange).id,
+            text = (
+                "igris cannot record this call in its audit log, so the upstream's answer is "
+                "withheld."
+                if forwarded
+                else "igris cannot record this call in its audit log, so it was not forwarded."
             )
+            await rpc_error(send, 503, jsonrpc.AUDIT_UNAVAILABLE, text, id=_msg(exchange).id)
             return False
+
+    async def record_cancelled(
+        self, exchange: Exchange, decision: Any, upstream_started: float
+    ) -> None:
+        """The client left before its answer, and closing the upstream request was the cancel
+        the upstream saw: the call is recorded as cancelled. No answer is owed, so a failure to
+        record can only be logged."""
+        exchange.upstream_ms = (time.perf_counter() - upstream_started) * 1000
+        event = exchange.event(
+            decision=decision.action if decision else "allow",
+            result="cancelled",
+            decision_obj=decision,
+            data={"reason": "client disconnected"},
+        )
+        try:
+            await audit.record(self.hotstate, event, embedded=self.embedded_audit)
+        except audit.AuditUnavailable:
+            log.exception("could not record a cancelled call to %s", exchange.server.slug)
 
     async def _refuse(self, send: Send, exchange: Exchange, state: str, reason: str) -> None:
         status, code = (
@@ -414,6 +505,49 @@ class ProxyApp:
     async def _forward(
         self, send: Send, exchange: Exchange, headers: dict[str, str], body: bytes, *, decision: Any
     ) -> None:
+        admission = await self.breakers.admit(exchange.server)
+        if isinstance(admission, Refusal):
+            await self._circuit_open(send, exchange, admission, decision)
+            return
+        exchange.circuit_trial = admission
+        try:
+            await self._relay(send, exchange, headers, body, decision=decision)
+        finally:
+            if admission:
+                await self.breakers.finish_trial(exchange.server)
+
+    async def _circuit_open(
+        self, send: Send, exchange: Exchange, refusal: Refusal, decision: Any
+    ) -> None:
+        """Fail fast while the upstream's circuit is open; audited like an upstream failure."""
+        msg = _msg(exchange)
+        text, data, retry_header = _circuit_open_error(exchange.server, refusal)
+        if msg.kind != "request":
+            await rpc_error(
+                send, 503, jsonrpc.UPSTREAM_CIRCUIT_OPEN, text, data=data, headers=retry_header
+            )
+            return
+        event = exchange.event(
+            decision=decision.action if decision else "allow",
+            result="upstream_error",
+            decision_obj=decision,
+            data={"error": text, "circuit": "open", "retry_after_s": refusal.retry_after},
+        )
+        if await self._durable(send, exchange, event):
+            await rpc_error(
+                send,
+                503,
+                jsonrpc.UPSTREAM_CIRCUIT_OPEN,
+                text,
+                id=msg.id,
+                data=data,
+                headers=retry_header,
+            )
+            self.sessions.note_call(exchange, denied=False, error=True)
+
+    async def _relay(
+        self, send: Send, exchange: Exchange, headers: dict[str, str], body: bytes, *, decision: Any
+    ) -> None:
         msg = _msg(exchange)
         upstream_headers = eras.upstream_headers(headers, exchange.server, exchange.binding)
         t_up = time.perf_counter()
@@ -425,6 +559,7 @@ class ProxyApp:
                 body=body,
                 connect_timeout_s=exchange.server.connect_timeout_s,
                 total_timeout_s=exchange.server.total_timeout_s,
+                retry_safe=msg.method in RETRY_SAFE_METHODS,
             )
         )
         gone = asyncio.ensure_future(_client_gone(exchange.receive))
@@ -435,16 +570,8 @@ class ProxyApp:
             request.cancel()
             with contextlib.suppress(BaseException):
                 await request
-            exchange.upstream_ms = (time.perf_counter() - t_up) * 1000
             if msg.kind == "request":
-                event = exchange.event(
-                    decision=decision.action if decision else "allow",
-                    result="cancelled",
-                    decision_obj=decision,
-                    data={"reason": "client disconnected"},
-                )
-                with contextlib.suppress(audit.AuditUnavailable):
-                    await audit.record(self.hotstate, event, embedded=self.embedded_audit)
+                await self.record_cancelled(exchange, decision, t_up)
             raise ClientGone()
         gone.cancel()
         with contextlib.suppress(BaseException):
@@ -453,6 +580,9 @@ class ProxyApp:
             response = request.result()
         except UpstreamError as exc:
             exchange.upstream_ms = (time.perf_counter() - t_up) * 1000
+            await self.breakers.settle(
+                exchange.server, trial=exchange.circuit_trial, error=exc.message
+            )
             if msg.kind != "request":
                 await rpc_error(send, exc.status, exc.code, exc.message)
                 return
@@ -469,8 +599,19 @@ class ProxyApp:
         exchange.upstream_status = response.status
         if msg.kind != "request":
             # Notifications and client responses: 202 with an empty body when accepted.
-            await response.read(self.max_body)
+            try:
+                await response.read(self.max_body)
+            except UpstreamError as exc:
+                response.close()
+                await self.breakers.settle(
+                    exchange.server, trial=exchange.circuit_trial, error=exc.message
+                )
+                await rpc_error(send, exc.status, exc.code, exc.message)
+                return
             response.release()
+            await self.breakers.settle(
+                exchange.server, trial=exchange.circuit_trial, error=server_error(response.status)
+            )
             await send_bytes(send, response.status, b"", content_type=None)
             return
         if msg.method == "initialize" and not exchange.era.modern and response.status == 200:
@@ -551,6 +692,13 @@ class ProxyApp:
             )
             return
         upstream_headers = eras.upstream_headers(headers, server, binding)
+        admission = await self.breakers.admit(server)
+        if isinstance(admission, Refusal):
+            text, data, retry_header = _circuit_open_error(server, admission)
+            await rpc_error(
+                send, 503, jsonrpc.UPSTREAM_CIRCUIT_OPEN, text, data=data, headers=retry_header
+            )
+            return
         try:
             response = await self.upstream.request(
                 method,
@@ -561,10 +709,22 @@ class ProxyApp:
                 total_timeout_s=server.total_timeout_s,
             )
         except UpstreamError as exc:
+            await self.breakers.settle(server, trial=admission, error=exc.message)
             await rpc_error(send, exc.status, exc.code, exc.message)
             return
+        else:
+            # A standalone stream counts once, when it opens: a long silence is normal there.
+            await self.breakers.settle(server, trial=admission, error=server_error(response.status))
+        finally:
+            if admission:
+                await self.breakers.finish_trial(server)
         if method == "DELETE":
-            await response.read(self.max_body)
+            try:
+                await response.read(self.max_body)
+            except UpstreamError as exc:
+                response.close()
+                await rpc_error(send, exc.status, exc.code, exc.message)
+                return
             response.release()
             if response.status < 300:
                 try:
@@ -611,6 +771,7 @@ class Rejection:
         id: Any = None,
         data: Any = None,
         method: str | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         event = audit.build_event(
             org_id=self.principal.org_id,
@@ -630,19 +791,44 @@ class Rejection:
             await audit.record(self.app.hotstate, event, embedded=self.app.embedded_audit)
         except audit.AuditUnavailable:
             log.warning("could not record a rejected request (%s %s)", status, code)
-        await rpc_error(self.send, status, code, message, id=id, data=data)
+        await rpc_error(self.send, status, code, message, id=id, data=data, headers=headers)
+
+
+_OUTAGE_LOG_EVERY_S = 10.0
+_outage_logged_at = -_OUTAGE_LOG_EVERY_S
 
 
 async def _state_store_down(send: Send, id: Any, what: str) -> None:
-    """Fail closed: without hot state igris can neither check nor record, so nothing is sent on."""
-    log.exception("hot state unavailable (%s)", what)
+    """Fail closed: without hot state igris can neither check nor record, so nothing is sent on.
+
+    An outage refuses every request: the traceback is logged at most every 10 s, not per call.
+    """
+    global _outage_logged_at
+    now = time.monotonic()
+    if now - _outage_logged_at >= _OUTAGE_LOG_EVERY_S:
+        _outage_logged_at = now
+        log.exception("hot state unavailable (%s); refusing calls until it is back", what)
     await rpc_error(
         send,
         503,
         jsonrpc.AUDIT_UNAVAILABLE,
         "igris cannot reach its state store; the call was not forwarded.",
         id=id,
+        headers=[(b"retry-after", b"1")],
     )
+
+
+def _circuit_open_error(
+    server: ServerConfig, refusal: Refusal
+) -> tuple[str, dict[str, Any], list[tuple[bytes, bytes]]]:
+    """Message, JSON-RPC error data and Retry-After header of a call refused by the breaker."""
+    retry = refusal.retry_after
+    text = (
+        f"The upstream server '{server.slug}' keeps failing, so igris is not forwarding to it "
+        f"for now (circuit open); retry after {retry} s."
+    )
+    data = {"retry_after_s": retry, "last_error": refusal.last_error}
+    return text, data, [(b"retry-after", str(retry).encode())]
 
 
 async def _client_gone(receive: Receive | None) -> None:

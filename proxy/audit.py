@@ -2,18 +2,26 @@
 
 Durability (DESIGN.md §3): with Redis the event is appended to the audit stream; in the embedded
 default it is committed to the database outbox. If neither works the proxy fails closed.
+
+The stream is the buffer that lets the proxy keep serving while PostgreSQL is down (the audit
+writer catches up when it returns). It is bounded by IGRIS_AUDIT_STREAM_MAX_BACKLOG entries: past
+it the proxy refuses new calls instead of trimming, since a trimmed entry is a lost audit record.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from governance.events import AUDIT_STREAM
+
+log = logging.getLogger("igris.proxy.audit")
 
 SECRET_KEY_PATTERN = re.compile(
     r"(pass(word|wd)?|secret|token|api[_-]?key|auth(orization)?|credential|private[_-]?key|"
@@ -90,14 +98,51 @@ class AuditUnavailable(Exception):
     pass
 
 
+class BacklogGauge:
+    """Whether the audit stream holds more than `limit` entries the writer has not stored yet.
+
+    The length is sampled with XLEN at most once per `every_s` in each process, so the check adds
+    no round trip to nearly every call; the price is that the bound can be overshot by what the
+    processes append within one interval. While one sample is in flight, other calls use the
+    previous one.
+    """
+
+    def __init__(self, limit: int, *, every_s: float = 1.0) -> None:
+        self.limit = limit
+        self.every_s = every_s
+        self.length = 0
+        self._sampled_at = -every_s
+
+    async def full(self, hotstate: Any) -> bool:
+        now = time.monotonic()
+        if now - self._sampled_at >= self.every_s:
+            self._sampled_at = now
+            try:
+                self.length = await hotstate.stream_len(AUDIT_STREAM)
+            except Exception:
+                # The append that follows fails closed on its own if the store is gone.
+                log.warning("could not sample the audit stream's length", exc_info=True)
+        return self.length > self.limit
+
+
 async def record(hotstate: Any, event: dict[str, Any], *, embedded: bool) -> None:
-    """Make the event durable or raise AuditUnavailable (the caller then fails closed)."""
-    payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
-    try:
-        if embedded:
-            await _record_db(event)
-        else:
+    """Make the event durable or raise AuditUnavailable (the caller then fails closed).
+
+    Production appends to the Redis stream. If Redis fails between admission and this record
+    (the call may already have reached the upstream), the event goes to the database outbox
+    instead, which the audit writer also drains into the chain: a forwarded call is recorded
+    unless both stores are down at once.
+    """
+    if not embedded:
+        payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False, default=str)
+        try:
             await hotstate.stream_append(AUDIT_STREAM, {"event": payload})
+            return
+        except Exception as exc:
+            stream_error: Exception = exc
+        log.warning("audit stream unavailable (%s); recording in the database outbox", stream_error)
+    try:
+        await _record_db(event)
     except Exception as exc:
         raise AuditUnavailable(str(exc)) from exc
 

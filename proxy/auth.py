@@ -1,6 +1,10 @@
 """Who is calling: an API key (`Authorization: Bearer ig_…`, scope `proxy`) or, for the console's
 playground, the console session cookie with a same-origin `Origin` header (so no other site can
-drive the proxy with a signed-in user's cookie)."""
+drive the proxy with a signed-in user's cookie).
+
+An address that keeps sending keys that fail is throttled (governance.keys.BadKeyGuard): 429
+with Retry-After, and no check of the key while it lasts. A valid key costs no extra round trip.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from governance.keys import KeyError_, bearer_token, get_verifier
+from governance.hotstate import get_hotstate
+from governance.keys import KeyError_, bearer_token, client_address, get_bad_key_guard, get_verifier
+from proxy import jsonrpc
 
 
 class AuthFailure(Exception):
@@ -23,6 +29,13 @@ class AuthFailure(Exception):
         self.reason = reason
         self.message = message
         self.headers = headers
+
+    @property
+    def code(self) -> int:
+        """The JSON-RPC error code of this failure."""
+        if self.status == 429:
+            return jsonrpc.RATE_LIMITED
+        return jsonrpc.UNAUTHORIZED if self.status == 401 else jsonrpc.FORBIDDEN
 
 
 @dataclass(frozen=True)
@@ -104,13 +117,36 @@ def _session_principal(session_key: str) -> Principal | None:
         connection.close()
 
 
+def _throttled(wait_s: float) -> AuthFailure:
+    retry = max(1, int(wait_s + 0.999))
+    return AuthFailure(
+        429,
+        "throttled",
+        f"Too many failed API key attempts from this address; retry after {retry} s.",
+        [(b"retry-after", str(retry).encode())],
+    )
+
+
+def caller_address(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return client_address(client[0] if client else None)
+
+
 async def authenticate(scope: dict[str, Any], headers: dict[str, str], slug: str) -> Principal:
     authorization = headers.get("authorization")
     if authorization:
+        guard = get_bad_key_guard()
+        address = caller_address(scope)
+        wait = guard.blocked_for(address)
+        if wait is not None:
+            raise _throttled(wait)
         token = bearer_token(authorization)
         try:
             verified = await get_verifier().verify(token)
         except KeyError_ as exc:
+            wait = await guard.failed(get_hotstate(), address)
+            if wait is not None:
+                raise _throttled(wait) from None
             raise AuthFailure(
                 401, exc.reason, exc.message, _challenge(scope, headers, slug, "invalid_token")
             ) from None

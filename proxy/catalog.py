@@ -5,6 +5,7 @@ approval state (tool drift, the "rug pull": a description or schema that changed
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ log = logging.getLogger("igris.proxy.catalog")
 class ToolInfo:
     annotations: dict[str, Any]
     drifted: bool
+    fingerprint: str = ""
+    approved_fingerprint: str = ""
 
 
 def _load(server_id: str) -> dict[str, ToolInfo]:
@@ -28,11 +31,12 @@ def _load(server_id: str) -> dict[str, ToolInfo]:
     from governance.models import Tool, ToolState
 
     try:
+        rows = Tool.objects.filter(server_id=uuid.UUID(server_id)).values_list(
+            "name", "annotations", "state", "fingerprint", "approved_fingerprint"
+        )
         return {
-            name: ToolInfo(annotations or {}, state == ToolState.DRIFTED)
-            for name, annotations, state in Tool.objects.filter(
-                server_id=uuid.UUID(server_id)
-            ).values_list("name", "annotations", "state")
+            name: ToolInfo(annotations or {}, state == ToolState.DRIFTED, fp, approved)
+            for name, annotations, state, fp, approved in rows
         }
     finally:
         connection.close()
@@ -58,12 +62,23 @@ def _observe(
         connection.close()
 
 
+# An unchanged listing is written (its tools' last_seen_at) at most this often per server.
+SEEN_REFRESH_S = 300.0
+
+
 class Catalog:
     def __init__(self, ttl_s: float = 30.0) -> None:
         self.cache = TtlCache(ttl_s)
+        self._written: dict[str, float] = {}  # server id -> monotonic time of the last write
 
     async def tools(self, server_id: str) -> dict[str, ToolInfo]:
         return await self.cache.get(server_id, _load, server_id)
+
+    async def _known(self, server_id: str) -> dict[str, ToolInfo] | None:
+        try:
+            return await self.tools(server_id)
+        except Exception:
+            return None
 
     def invalidate(self, server_id: str) -> None:
         self.cache.drop(lambda k: k == server_id)
@@ -75,10 +90,35 @@ class Catalog:
         all of them, or, when the organisation blocks drifted tools, only approved ones."""
         from governance.services.tools import tool_fingerprint
 
-        drifted, approved = await sync_to_async(_observe, thread_sensitive=False)(
-            org_id, server_id, tools
+        known = await self._known(server_id)
+        listed = {t["name"]: t for t in tools if isinstance(t.get("name"), str)}
+        unchanged = known is not None and all(
+            name in known
+            and known[name].fingerprint == tool_fingerprint(tool)
+            and known[name].annotations == (tool.get("annotations") or {})
+            for name, tool in listed.items()
         )
-        self.invalidate(server_id)
+        recent = time.monotonic() - self._written.get(server_id, -SEEN_REFRESH_S) < SEEN_REFRESH_S
+        drifted: list[str] = []
+        if unchanged and recent:
+            # Nothing new to record: no database write on the listing's path.
+            approved = {name: info.approved_fingerprint for name, info in (known or {}).items()}
+        else:
+            try:
+                drifted, approved = await sync_to_async(_observe, thread_sensitive=False)(
+                    org_id, server_id, tools
+                )
+            except Exception:
+                # PostgreSQL unreachable: answer from what is known; a tool never approved is
+                # hidden when the organisation blocks unapproved changes (fail closed).
+                log.warning("could not record the tools of server %s", server_id, exc_info=True)
+                approved = {n: i.approved_fingerprint for n, i in (known or {}).items()}
+            else:
+                self._written[server_id] = time.monotonic()
+                if len(self._written) > 10_000:
+                    self._written.clear()
+                self.invalidate(server_id)
+                await self._known(server_id)  # warm again while the database answers
         if not block:
             return drifted, tools
         shown = [

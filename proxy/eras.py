@@ -53,6 +53,12 @@ def _decode_header(value: str) -> str:
     return value
 
 
+def _meta(msg: Message) -> dict[str, Any]:
+    """params._meta when it is an object; a client may send anything there."""
+    meta = (msg.params or {}).get("_meta")
+    return meta if isinstance(meta, dict) else {}
+
+
 def classify(headers: dict[str, str], msg: Message) -> Era:
     """Route by MCP-Protocol-Version; validate modern headers against the body."""
     version = headers.get("mcp-protocol-version")
@@ -79,9 +85,7 @@ def classify(headers: dict[str, str], msg: Message) -> Era:
             "Clients do not send responses in protocol 2026-07-28.",
             id=msg.id,
         )
-    meta_version = ((msg.params or {}).get("_meta") or {}).get(
-        "io.modelcontextprotocol/protocolVersion"
-    )
+    meta_version = _meta(msg).get("io.modelcontextprotocol/protocolVersion")
     if meta_version is not None and meta_version != version:
         raise JsonRpcError(
             jsonrpc.HEADER_MISMATCH,
@@ -109,8 +113,7 @@ def classify(headers: dict[str, str], msg: Message) -> Era:
 
 
 def modern_session_id(identity: str, server_id: str, msg: Message) -> str:
-    meta = (msg.params or {}).get("_meta") or {}
-    client = meta.get("io.modelcontextprotocol/clientInfo") or {}
+    client = _meta(msg).get("io.modelcontextprotocol/clientInfo") or {}
     name = client.get("name", "") if isinstance(client, dict) else ""
     digest = hashlib.sha256(f"{identity}|{server_id}|{name}".encode()).hexdigest()[:32]
     return f"igm_{digest}"
@@ -122,7 +125,7 @@ def client_info(msg: Message | None) -> dict[str, Any] | None:
     if msg.method == "initialize":
         info = msg.params.get("clientInfo")
     else:
-        info = (msg.params.get("_meta") or {}).get("io.modelcontextprotocol/clientInfo")
+        info = _meta(msg).get("io.modelcontextprotocol/clientInfo")
     if isinstance(info, dict):
         return {
             k: info.get(k) for k in ("name", "version", "title") if isinstance(info.get(k), str)

@@ -32,6 +32,7 @@ UPSTREAM_PROTOCOL = -31009
 AUDIT_UNAVAILABLE = -31010
 SERVER_DISABLED = -31011
 TOOL_BLOCKED = -31012
+UPSTREAM_CIRCUIT_OPEN = -31013
 
 MAX_ID_LENGTH = 200
 
@@ -119,14 +120,52 @@ def _safe_id(obj: dict[str, Any]) -> Any:
     return value if _valid_id(value) else None
 
 
+def _refuse_constant(token: str) -> Any:
+    # Python's json reads NaN, Infinity and -Infinity; RFC 8259 §6 has no such numbers, and
+    # neither the upstream nor the audit log's canonical encoding could carry them.
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _unpaired_surrogate(obj: Any) -> bool:
+    """Whether any string (key or value) holds a lone UTF-16 surrogate.
+
+    RFC 8259 §8.2 lets `"\\ud800"` parse but leaves its meaning undefined; such text cannot be
+    encoded as UTF-8, so neither the answer nor the audit event could be written. Iterative, so
+    depth costs no recursion.
+    """
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 def parse_body(body: bytes) -> Message | list[Message]:
     """Parse one POST body: a message, or a batch array (2025-03-26 only)."""
     if not body.strip():
         raise JsonRpcError(PARSE_ERROR, "The request body is empty.")
     try:
-        obj = json.loads(body)
+        obj = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise JsonRpcError(PARSE_ERROR, "The body is nested too deeply to be read.") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise JsonRpcError(PARSE_ERROR, f"The body is not valid JSON: {exc}.") from None
+    # A lone surrogate arrives only as a \u escape or as raw bytes 0xED 0xA0-0xBF (json reads
+    # bytes with surrogatepass): the walk is skipped for bodies that hold neither.
+    if (b"\\u" in body or b"\xed" in body) and _unpaired_surrogate(obj):
+        raise JsonRpcError(
+            PARSE_ERROR, "The body holds an unpaired UTF-16 surrogate, which is not valid text."
+        )
     if isinstance(obj, list):
         if not obj:
             raise JsonRpcError(INVALID_REQUEST, "An empty batch is not a valid request.")

@@ -11,10 +11,12 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import InterfaceError, OperationalError
 
 from governance import runtime_flags as flags
 
@@ -106,14 +108,39 @@ def _load_snapshot(org_id: str) -> Any:
         connection.close()
 
 
+# After a refresh failed on a database error, the next attempt for that key waits this long.
+STALE_RETRY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    value: Any
+    loaded_at: float
+    fresh_until: float
+
+
 class TtlCache:
     """Loaded values kept `ttl_s`, one load at a time per key. Bounded: a client naming many
-    unknown servers must not grow it without limit, so past `max_entries` it starts over."""
+    unknown servers must not grow it without limit, so past `max_entries` it starts over.
 
-    def __init__(self, ttl_s: float, max_entries: int = 20_000) -> None:
+    Serve stale on database errors: when a refresh fails because PostgreSQL cannot be reached,
+    the last loaded value keeps being served until it is `max_stale_s` old (the proxy keeps
+    working through a database outage; IGRIS_PROXY_MAX_STALE_S), and while one refresh is in
+    flight other callers get that value instead of queueing behind a hanging connect. A value
+    dropped by a change notification is never served stale.
+    """
+
+    def __init__(
+        self, ttl_s: float, max_entries: int = 20_000, *, max_stale_s: float | None = None
+    ) -> None:
+        from django.conf import settings
+
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._data: dict[Any, tuple[float, Any]] = {}
+        self.max_stale_s = (
+            float(settings.IGRIS_PROXY_MAX_STALE_S) if max_stale_s is None else max_stale_s
+        )
+        self._data: dict[Any, _Cached] = {}
         self._locks: dict[Any, asyncio.Lock] = {}
 
     def drop(self, predicate: Any = None) -> None:
@@ -123,20 +150,39 @@ class TtlCache:
         for key in [k for k in self._data if predicate(k)]:
             self._data.pop(key, None)
 
+    def _usable(self, hit: _Cached, now: float) -> bool:
+        return now - hit.loaded_at <= self.max_stale_s
+
     async def get(self, key: Any, loader: Any, *args: Any) -> Any:
         hit = self._data.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
-            return hit[1]
+        now = time.monotonic()
+        if hit is not None and now < hit.fresh_until:
+            return hit.value
         lock = self._locks.setdefault(key, asyncio.Lock())
+        if hit is not None and lock.locked() and self._usable(hit, now):
+            return hit.value
         try:
             async with lock:
                 hit = self._data.get(key)
-                if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
-                    return hit[1]
-                value = await sync_to_async(loader, thread_sensitive=False)(*args)
+                now = time.monotonic()
+                if hit is not None and now < hit.fresh_until:
+                    return hit.value
+                try:
+                    value = await sync_to_async(loader, thread_sensitive=False)(*args)
+                except (OperationalError, InterfaceError):
+                    if hit is None or not self._usable(hit, now):
+                        raise
+                    log.warning(
+                        "database unavailable; serving a cached value loaded %.0f s ago",
+                        now - hit.loaded_at,
+                    )
+                    retry_at = now + min(self.ttl_s, STALE_RETRY_S)
+                    self._data[key] = _Cached(hit.value, hit.loaded_at, retry_at)
+                    return hit.value
                 if len(self._data) >= self.max_entries:
                     self._data.clear()
-                self._data[key] = (time.monotonic(), value)
+                now = time.monotonic()
+                self._data[key] = _Cached(value, now, now + self.ttl_s)
                 return value
         finally:
             if not lock.locked():
@@ -157,6 +203,8 @@ class Runtime:
         # second; requests still read the flags from hot state.
         self.killed: dict[str, str] = {}
         self.kill_generation = 0
+        # Circuit breaker transitions of other processes go to the breakers (proxy.breaker).
+        self.on_circuit: Callable[[str, str | None], None] | None = None
 
     async def server(self, org_id: str, slug: str) -> ServerConfig | None:
         return await self.servers.get((org_id, slug), _load_server, org_id, slug)
@@ -183,6 +231,8 @@ class Runtime:
             org_id = key.split(":", 1)[1]
             self.servers.drop(lambda k: k[0] == org_id)
             self.orgs.drop(lambda k: k == org_id)
+        elif key.startswith("circuit:") and self.on_circuit is not None:
+            self.on_circuit(key, value)
 
     def local_kill(self, keys: list[str]) -> tuple[str, str] | None:
         for key in keys:
@@ -191,18 +241,48 @@ class Runtime:
                 return parsed
         return None
 
+    def drop_caches(self) -> None:
+        self.servers.drop()
+        self.orgs.drop()
+        self.snapshots.drop()
+        self.catalog.cache.drop()
+
     async def listen(self, hotstate: Any) -> None:
+        """Apply flag notifications until cancelled, subscribing again whenever the
+        subscription breaks (hot state restarted or unreachable)."""
+        failures = 0
         while True:
             try:
                 async with hotstate.subscribe_flags() as changes:
+                    if failures:
+                        await self._catch_up(hotstate)
+                        log.info("proxy flag listener subscribed again")
+                    failures = 0
                     async for key, value in changes:
                         self.on_flag(key, value)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("proxy flag listener failed; dropping caches and retrying")
-                self.servers.drop()
-                self.orgs.drop()
-                self.snapshots.drop()
-                self.catalog.cache.drop()
+                # One traceback per outage; the retries while it lasts are one line each.
+                log.log(
+                    logging.WARNING if failures else logging.ERROR,
+                    "proxy flag listener failed; dropping caches and retrying in 1 s",
+                    exc_info=not failures,
+                )
+                failures += 1
+                self.drop_caches()
                 await asyncio.sleep(1.0)
+
+    async def _catch_up(self, hotstate: Any) -> None:
+        """After a break, notifications may have been missed (pub/sub is at most once): caches
+        filled meanwhile are dropped, and the local kill view is read again from hot state."""
+        self.drop_caches()
+        keys = list(self.killed)
+        if not keys:
+            return
+        for key, value in zip(keys, await hotstate.get_flags(keys), strict=True):
+            if value:
+                self.killed[key] = value
+            else:
+                self.killed.pop(key, None)
+        self.kill_generation += 1

@@ -48,6 +48,7 @@ class Exchange:
     upstream_ms: float | None = None
     response_bytes: int = 0
     receive: Any = None
+    circuit_trial: bool = False  # this call probes a half-open circuit (proxy.breaker)
 
     def client_info(self) -> dict[str, Any] | None:
         # Legacy clients introduce themselves once, in initialize; the session binding keeps it.
@@ -198,6 +199,15 @@ async def _rewrite_list(app: Any, exchange: Exchange, message: dict[str, Any]) -
     return True
 
 
+def server_error(status: int) -> str | None:
+    """What a breaker counts as a failure of an answer that arrived: a 5xx status."""
+    return f"The upstream server answered HTTP {status}." if status >= 500 else None
+
+
+async def _settle(app: Any, exchange: Exchange, error: str | None) -> None:
+    await app.breakers.settle(exchange.server, trial=exchange.circuit_trial, error=error)
+
+
 def _outcome(message: dict[str, Any] | None) -> str:
     return jsonrpc.result_outcome(message) if message is not None else "upstream_error"
 
@@ -243,6 +253,8 @@ async def stream_response(
                 decision,
             )
             return
+    if msg is not None:
+        await _settle(app, exchange, server_error(response.status))
     if (
         message is not None
         and response.status == 200
@@ -256,7 +268,7 @@ async def stream_response(
             result=_outcome(message) if response.status < 400 else "upstream_error",
             decision_obj=decision,
         )
-        if not await app._durable(send, exchange, event):
+        if not await app._durable(send, exchange, event, forwarded=True):
             return
         app.sessions.note_call(exchange, denied=False, error=event["data"]["result"] != "ok")
     headers = exchange.response_headers() if response.status < 400 or exchange.era.modern else []
@@ -283,13 +295,14 @@ async def _fail(
     app: Any, send: Send, exchange: Exchange, status: int, code: int, message: str, decision: Any
 ) -> None:
     if exchange.msg is not None:
+        await _settle(app, exchange, message)
         event = exchange.event(
             decision=decision.action if decision else "allow",
             result="upstream_error",
             decision_obj=decision,
             data={"error": message},
         )
-        if not await app._durable(send, exchange, event):
+        if not await app._durable(send, exchange, event, forwarded=True):
             return
         app.sessions.note_call(exchange, denied=False, error=True)
     await _send_plain(
@@ -393,6 +406,9 @@ async def _stream_sse(
                 "The upstream stream ended without a response.",
                 decision,
             )
+        elif msg is not None and not final_sent:
+            # The client left mid-stream; closing the upstream response below is the cancel.
+            await app.record_cancelled(exchange, decision, t_upstream)
     finally:
         if pending is not None:
             pending.cancel()
@@ -425,6 +441,7 @@ async def _forward_event(
             and ("result" in message or "error" in message)
         ):
             is_final = True
+            await _settle(app, exchange, None)
             if await _rewrite_list(app, exchange, message):
                 raw = ev.encode_with_data(
                     json.dumps(message, separators=(",", ":"), ensure_ascii=False)
@@ -467,6 +484,7 @@ async def _send_event(send: Send, message: dict[str, Any]) -> None:
 async def _sse_fail(
     app: Any, send: Send, exchange: Exchange, code: int, message: str, decision: Any
 ) -> None:
+    await _settle(app, exchange, message)
     event = exchange.event(
         decision=decision.action if decision else "allow",
         result="upstream_error",

@@ -2,6 +2,13 @@
 
 aiohttp, not httpx, because it is several times faster under concurrency on 2 cores
 (reference/performance.md §3); keep that choice inside this module.
+
+Every way an upstream can misbehave ends here as an UpstreamError with its JSON-RPC code:
+unreachable or a connection that breaks (-31007), no complete answer within the server's
+`total_timeout_s` or an SSE stream silent for longer than it (-31008), an answer over the size
+limit (-31009). A JSON answer is bounded as a whole by the deadline, so a body that trickles in
+cannot hold a connection forever; the caller closes the response on any error, which frees
+the socket instead of returning a half-read connection to the pool.
 """
 
 from __future__ import annotations
@@ -29,31 +36,39 @@ class UpstreamResponse:
     headers: dict[str, str]
     _response: aiohttp.ClientResponse
     idle_timeout_s: float
+    deadline: float  # event-loop time by which a whole JSON answer must have arrived
 
     @property
     def content_type(self) -> str:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
     async def read(self, limit: int) -> bytes:
-        """Read a whole (JSON) body, refusing more than `limit` bytes."""
+        """Read a whole (JSON) body before the deadline, refusing more than `limit` bytes."""
+        too_large = UpstreamError(
+            jsonrpc.UPSTREAM_PROTOCOL, f"The upstream response exceeded {limit} bytes."
+        )
+        declared = self.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in self._response.content.iter_chunked(65536):
-                size += len(chunk)
-                if size > limit:
-                    raise UpstreamError(
-                        jsonrpc.UPSTREAM_PROTOCOL, f"The upstream response exceeded {limit} bytes."
-                    )
-                chunks.append(chunk)
+            async with asyncio.timeout_at(self.deadline):
+                async for chunk in self._response.content.iter_chunked(65536):
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
         except TimeoutError:
             raise UpstreamError(
-                jsonrpc.UPSTREAM_TIMEOUT, "The upstream server timed out.", status=504
+                jsonrpc.UPSTREAM_TIMEOUT,
+                f"The upstream answer did not arrive within {self.idle_timeout_s:g} s.",
+                status=504,
             ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(
                 jsonrpc.UPSTREAM_UNREACHABLE,
-                f"The upstream connection failed: {type(exc).__name__}.",
+                f"The upstream connection broke off mid-answer: {type(exc).__name__}.",
             ) from None
         return b"".join(chunks)
 
@@ -63,7 +78,9 @@ class UpstreamResponse:
                 yield chunk
         except TimeoutError:
             raise UpstreamError(
-                jsonrpc.UPSTREAM_TIMEOUT, "The upstream stream went silent.", status=504
+                jsonrpc.UPSTREAM_TIMEOUT,
+                f"The upstream stream went silent for {self.idle_timeout_s:g} s.",
+                status=504,
             ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(
@@ -77,17 +94,30 @@ class UpstreamResponse:
         self._response.release()
 
 
+class _BrokenConnection(Exception):
+    """The connection broke before any answer arrived (see Upstream.request's retry)."""
+
+    def __init__(self, error: UpstreamError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 class Upstream:
-    def __init__(self) -> None:
+    def __init__(self, *, max_per_host: int = 1024) -> None:
         self._session: aiohttp.ClientSession | None = None
+        # Long SSE streams hold a connection each: the cap must sit above the open streams one
+        # process is expected to carry to one upstream.
+        self.max_per_host = max_per_host
 
     async def start(self) -> None:
         if self._session is None:
             connector = aiohttp.TCPConnector(
                 limit=0,
-                limit_per_host=256,
+                limit_per_host=self.max_per_host,
                 ttl_dns_cache=300,
-                keepalive_timeout=30,
+                # Shorter than the idle timeout of common servers (uvicorn and Node: 5 s), so a
+                # pooled connection is dropped here before the server closes it under a request.
+                keepalive_timeout=4,
                 enable_cleanup_closed=True,
             )
             # No cookies, no auto decompression surprises: bytes pass through as sent.
@@ -109,15 +139,43 @@ class Upstream:
         body: bytes | None,
         connect_timeout_s: float,
         total_timeout_s: float,
+        retry_safe: bool = False,
     ) -> UpstreamResponse:
-        """Send one request; the response headers arrive within `total_timeout_s`.
+        """Send one request; the response headers, and a JSON body with them, arrive within
+        `total_timeout_s`.
 
         Long SSE streams are not cut by the total timeout: while streaming, a gap longer than it
-        between chunks counts as a silent upstream.
+        between chunks counts as a silent upstream. A `retry_safe` request (one that changes
+        nothing upstream: a listing, a ping) is sent once more when the connection broke before
+        any answer, which is what a pooled connection the server had just closed looks like.
         """
+        try:
+            return await self._request(
+                method, url, headers, body, connect_timeout_s, total_timeout_s
+            )
+        except _BrokenConnection as exc:
+            if not retry_safe:
+                raise exc.error from None
+        try:
+            return await self._request(
+                method, url, headers, body, connect_timeout_s, total_timeout_s
+            )
+        except _BrokenConnection as exc:
+            raise exc.error from None
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        connect_timeout_s: float,
+        total_timeout_s: float,
+    ) -> UpstreamResponse:
         if self._session is None:
             await self.start()
         assert self._session is not None
+        deadline = asyncio.get_running_loop().time() + total_timeout_s
         timeout = aiohttp.ClientTimeout(
             total=None,
             connect=connect_timeout_s,
@@ -131,6 +189,12 @@ class Upstream:
                 ),
                 timeout=total_timeout_s,
             )
+        except aiohttp.ConnectionTimeoutError:
+            raise UpstreamError(
+                jsonrpc.UPSTREAM_TIMEOUT,
+                f"The upstream server did not accept a connection within {connect_timeout_s:g} s.",
+                status=504,
+            ) from None
         except TimeoutError:
             raise UpstreamError(
                 jsonrpc.UPSTREAM_TIMEOUT,
@@ -141,9 +205,16 @@ class Upstream:
             raise UpstreamError(
                 jsonrpc.UPSTREAM_UNREACHABLE, "The upstream server is unreachable."
             ) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            raise _BrokenConnection(
+                UpstreamError(
+                    jsonrpc.UPSTREAM_UNREACHABLE,
+                    f"The upstream request failed: {type(exc).__name__}.",
+                )
+            ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(
                 jsonrpc.UPSTREAM_UNREACHABLE, f"The upstream request failed: {type(exc).__name__}."
             ) from None
         headers_out = {k.lower(): v for k, v in response.headers.items()}
-        return UpstreamResponse(response.status, headers_out, response, total_timeout_s)
+        return UpstreamResponse(response.status, headers_out, response, total_timeout_s, deadline)

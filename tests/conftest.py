@@ -28,20 +28,29 @@ def _clean_cache():
         return
     from django.core.cache import cache
 
+    from governance import keys
+
+    keys._guard = None  # addresses this process blocked for failed keys (BadKeyGuard)
+
     if settings.REDIS_URL:
         cache.delete_pattern("*")
-        # Hot state of this run (flags, counters, the audit stream): each test starts empty.
-        import redis
-
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        try:
-            keys = list(client.scan_iter(match=f"{settings.IGRIS_HOTSTATE_PREFIX}*", count=1000))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        wipe_hot_state()  # flags, counters, the audit stream: each test starts empty
     else:
         cache.clear()
+
+
+def wipe_hot_state() -> None:
+    """Delete every Redis key of this run's hot state (what an empty Redis restart leaves)."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{settings.IGRIS_HOTSTATE_PREFIX}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 def _user(email: str):

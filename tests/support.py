@@ -47,3 +47,68 @@ def serving(app: Any, *, lifespan: str = "on") -> Iterator[int]:
         server.should_exit = True
         thread.join(timeout=15)
         sock.close()
+
+
+async def asgi_call(
+    app: Any,
+    *,
+    path: str,
+    method: str = "POST",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: bytes = b"",
+    client: tuple[str, int] = ("127.0.0.1", 50000),
+) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP request through an ASGI app in this process: (status, headers, body).
+
+    The client stays connected until the answer is complete, then disconnects."""
+    import asyncio
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers or [],
+        "client": client,
+        "server": ("testserver", 80),
+    }
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+    done = asyncio.Event()
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        if pending:
+            return pending.pop()
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                done.set()
+
+    try:
+        await app(scope, receive, send)
+    finally:
+        done.set()
+    answer_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start["headers"]}
+    return start["status"], answer_headers, b"".join(chunks)
+
+
+def proxy_app() -> Any:
+    """The proxy inside igris' ASGI application (whatever middleware wraps the dispatcher)."""
+    from igris_project.asgi import application
+
+    app: Any = application
+    while not hasattr(app, "proxy"):
+        app = app.app
+    return app.proxy

@@ -115,7 +115,12 @@ def format_number(value: int | float) -> str:
         return "0"
     if value.is_integer() and abs(value) < 1e16:
         return str(int(value))  # the common case: exact, and no Decimal needed
-    return format(Decimal(repr(value)).normalize(), "f")
+    text = repr(value)
+    if "e" not in text:
+        # Not integral and no exponent: repr is already the shortest round-trip form in plain
+        # notation (no trailing zeros), which is what Decimal would write.
+        return text
+    return format(Decimal(text).normalize(), "f")
 
 
 # --- the reference encoder: the specification above, value by value ---------------------------

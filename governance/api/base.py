@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rest_framework import serializers
@@ -145,10 +145,17 @@ class ApiView(APIView):
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)
 
-    def page(self, queryset: Any, serializer_class: type[serializers.Serializer]) -> dict[str, Any]:
+    def page(
+        self,
+        queryset: Any,
+        serializer_class: type[serializers.Serializer],
+        context: Callable[[list[Any]], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """One page; `context` builds the serializer context from the page's items."""
         assert self.paginator is not None
         page = self.paginator.paginate(queryset, self.params)
+        extra = context(page.items) if context is not None else {}
         return {
-            "results": serializer_class(page.items, many=True).data,
+            "results": serializer_class(page.items, many=True, context=extra).data,
             "next_cursor": page.next_cursor,
         }

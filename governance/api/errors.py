@@ -235,7 +235,7 @@ def _handle(exc: Exception) -> Response | None:
         return problem_response(
             429,
             "throttled",
-            f"Too many requests with this key: retry in {wait} s.",
+            f"{getattr(exc, 'summary', 'Too many requests with this key')}: retry in {wait} s.",
             headers=headers,
             retry_after=wait,
         )

@@ -22,6 +22,13 @@ from governance.models import (
 )
 from governance.permissions import Role
 from governance.policy.rules import KNOWN_METHODS
+from governance.runtime_flags import (
+    CIRCUIT_CLOSED,
+    CIRCUIT_HALF_OPEN,
+    CIRCUIT_OPEN,
+    CIRCUIT_UNKNOWN,
+    Circuit,
+)
 
 ROLES = [r.value for r in Role]
 
@@ -167,7 +174,38 @@ class ApiKeyCreateSerializer(StrictSerializer):
 # --- servers and tools ----------------------------------------------------------------------
 
 
+class CircuitSerializer(serializers.Serializer):
+    """The proxies' circuit breaker for one server (read-only; reset it with reset-circuit)."""
+
+    state = serializers.ChoiceField(
+        [CIRCUIT_CLOSED, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN, CIRCUIT_UNKNOWN],
+        help_text="open: calls fail fast (-31013); half_open: the next call is a trial; "
+        "unknown: the hot state could not be read.",
+    )
+    failures = serializers.IntegerField(
+        help_text="Consecutive upstream failures when the circuit last changed state."
+    )
+    opened_at = serializers.DateTimeField(allow_null=True)
+    retry_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the cool-down ends and a trial call may go through."
+    )
+    last_error = serializers.CharField(allow_blank=True)
+
+    def to_representation(self, instance: Circuit) -> dict[str, Any]:
+        return super().to_representation(
+            {
+                "state": instance.state,
+                "failures": instance.failures,
+                "opened_at": instance.opened,
+                "retry_at": instance.retry,
+                "last_error": instance.last_error,
+            }
+        )
+
+
 class ServerSerializer(serializers.Serializer):
+    """A server; its `circuit` comes from the serializer context (`server_circuits`)."""
+
     id = _id()
     name = serializers.CharField()
     slug = serializers.CharField()
@@ -184,6 +222,12 @@ class ServerSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    circuit = serializers.SerializerMethodField()
+
+    @extend_schema_field(CircuitSerializer)
+    def get_circuit(self, server: Any) -> dict[str, Any]:
+        circuit = self.context["circuits"].get(str(server.id), Circuit())
+        return CircuitSerializer(circuit).data
 
 
 class ServerWriteSerializer(StrictSerializer):

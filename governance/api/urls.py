@@ -43,6 +43,11 @@ urlpatterns = [
     path("servers/<str:server_id>/", servers.ServerDetailView.as_view(), name="server"),
     path("servers/<str:server_id>/test/", servers.ServerTestView.as_view(), name="server_test"),
     path(
+        "servers/<str:server_id>/reset-circuit/",
+        servers.ServerResetCircuitView.as_view(),
+        name="server_reset_circuit",
+    ),
+    path(
         "servers/<str:server_id>/refresh-tools/",
         servers.ServerRefreshToolsView.as_view(),
         name="server_refresh_tools",

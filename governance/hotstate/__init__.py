@@ -61,7 +61,12 @@ def get_hotstate() -> HotState:
 
                 url = getattr(settings, "REDIS_URL", "") or ""
                 prefix = getattr(settings, "IGRIS_HOTSTATE_PREFIX", DEFAULT_PREFIX)
-                _instance = RedisHotState(url, prefix) if url else MemoryHotState(prefix)
+                size = getattr(settings, "IGRIS_REDIS_MAX_CONNECTIONS", None)
+                _instance = (
+                    RedisHotState(url, prefix, max_connections=size)
+                    if url
+                    else MemoryHotState(prefix)
+                )
     return _instance
 
 

@@ -326,6 +326,12 @@ class HotState(abc.ABC):
         """XDEL: drop entries every consumer is done with (the audit writer, after commit and
         ack), so the stream does not grow without bound."""
 
+    async def stream_ack_delete(self, stream: str, group: str, ids: Sequence[str]) -> None:
+        """Acknowledge and delete entries the group is done with; Redis does both in one MULTI,
+        so a crash never leaves an acknowledged entry behind in the stream."""
+        await self.stream_ack(stream, group, ids)
+        await self.stream_delete(stream, ids)
+
     @abc.abstractmethod
     async def stream_pending_claim(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100

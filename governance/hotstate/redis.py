@@ -18,6 +18,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -230,11 +232,38 @@ class _RedisTransport:
             self._pubsub = None
 
 
+# Connections per process. Past it a command waits up to POOL_WAIT_S for one to come free
+# instead of failing at once, so a burst of a few thousand concurrent calls queues for a few
+# milliseconds rather than being refused as a state-store outage.
+DEFAULT_MAX_CONNECTIONS = 256
+POOL_WAIT_S = 5.0
+
+
 class RedisHotState(HotState):
-    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, url: str, prefix: str = DEFAULT_PREFIX, *, max_connections: int | None = None
+    ) -> None:
         super().__init__(prefix)
         # Bytes in, bytes out: stream payloads are binary; text is decoded where it is text.
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=False)
+        # One immediate retry on a broken connection: after Redis restarts every pooled
+        # connection is dead, and the first command on each must not fail for that alone. An
+        # outage still fails at once (the proxy fails closed), and a timeout is not retried (the
+        # command may have run).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections or DEFAULT_MAX_CONNECTIONS,
+            timeout=POOL_WAIT_S,
+            decode_responses=False,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        )
+        self.redis: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self.redis.auto_close_connection_pool = True
+        # Pub/sub has a client of its own that never retries: a retried read would re-subscribe
+        # silently, and the messages published in between would be lost without a sign; failing
+        # instead ends the subscription, and the subscriber knows to catch up.
+        self._pubsub_client: aioredis.Redis = aioredis.Redis.from_url(
+            url, decode_responses=False, retry=Retry(NoBackoff(), 0)
+        )
         self._admit = self.redis.register_script(ADMIT)
         self._window = self.redis.register_script(WINDOW_ADD)
         self._set_if_absent = self.redis.register_script(SET_IF_ABSENT)
@@ -420,6 +449,16 @@ class RedisHotState(HotState):
         return int(await self.redis.xdel(self._key("stream", stream), *ids))
 
     @_translated
+    async def stream_ack_delete(self, stream: str, group: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        full = self._key("stream", stream)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(full, group, *ids)
+            pipe.xdel(full, *ids)
+            await pipe.execute()
+
+    @_translated
     async def stream_pending_claim(
         self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
     ) -> list[StreamEntry]:
@@ -456,7 +495,7 @@ class RedisHotState(HotState):
             await pipe.execute()
 
     def _transport(self, full_channels: list[str]) -> SubscriptionTransport:
-        return _RedisTransport(self.redis, full_channels)
+        return _RedisTransport(self._pubsub_client, full_channels)
 
     # --- lifecycle ---
 
@@ -469,4 +508,5 @@ class RedisHotState(HotState):
             return False
 
     async def close(self) -> None:
+        await self._pubsub_client.aclose()
         await self.redis.aclose()

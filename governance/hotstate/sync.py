@@ -12,6 +12,8 @@ import logging
 import threading
 from typing import Any
 
+from governance.hotstate.base import RateCheck, RateResult
+
 log = logging.getLogger("igris.hotstate")
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -84,3 +86,79 @@ def publish_flag_sync(key: str, value: str | None, *, ttl_s: float | None = None
         # The cache TTLs still bound staleness; the change itself is already committed.
         log.exception("could not announce flag change %s", key)
         return False
+
+
+def rate_limit_sync(check: RateCheck) -> RateResult:
+    """Apply one GCRA limit from synchronous code; raises if the store cannot be reached."""
+    from django.conf import settings
+
+    results: list[RateResult] = []
+    if settings.REDIS_URL:
+        from governance.hotstate.redis import RedisHotState
+
+        async def run() -> None:
+            hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
+            try:
+                results.extend(await hs.rate_limit_many([check]))
+            finally:
+                await hs.close()
+
+        _run_outside_loop(run)
+        return results[0]
+    from governance.hotstate import get_hotstate
+
+    hs = get_hotstate()
+    loop = _loop
+    if loop is not None and not loop.is_closed() and not _running(loop):
+        return asyncio.run_coroutine_threadsafe(hs.rate_limit_many([check]), loop).result(
+            timeout=5
+        )[0]
+
+    # No web loop in this process (tests, commands), or called from it: a memory operation
+    # never awaits, so it runs to completion on a loop of its own while the caller waits.
+    async def local() -> None:
+        results.extend(await hs.rate_limit_many([check]))
+
+    _run_outside_loop(local)
+    return results[0]
+
+
+def _running(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def read_flags_sync(keys: list[str]) -> list[str | None]:
+    """Read flags from synchronous code (the API and console show proxy state); raises if the
+    store cannot be reached."""
+    from django.conf import settings
+
+    values: list[str | None] = []
+    if not keys:
+        return values
+    if settings.REDIS_URL:
+        from governance.hotstate.redis import RedisHotState
+
+        async def run() -> None:
+            hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
+            try:
+                values.extend(await hs.get_flags(keys))
+            finally:
+                await hs.close()
+
+        _run_outside_loop(run)
+        return values
+    from governance.hotstate import get_hotstate
+
+    hs = get_hotstate()
+    loop = _loop
+    if loop is not None and not loop.is_closed() and not _running(loop):
+        return asyncio.run_coroutine_threadsafe(hs.get_flags(keys), loop).result(timeout=5)
+
+    async def local() -> None:
+        values.extend(await hs.get_flags(keys))
+
+    _run_outside_loop(local)
+    return values

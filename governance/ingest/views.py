@@ -5,7 +5,8 @@ Authentication, one of:
   "<t>.<raw body>">` made with that source's secret (governance/ingest/signing.py); older than
   5 minutes or more than 5 minutes ahead, malformed, or wrong: 401;
 - `Authorization: Bearer ig_…` with scope `ingest`, for senders that cannot sign (Cloudflare
-  Logpush and Datadog custom destinations can set a header, not compute an HMAC).
+  Logpush and Datadog custom destinations can set a header, not compute an HMAC); an address
+  whose keys keep failing gets 429 with Retry-After (governance.keys.BadKeyGuard).
 The organisation is the credential's; nothing in the body can name another one.
 
 Limits: 5 MiB and 1,000 items per request (after decompression too; `Content-Encoding: gzip` is
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import secrets
 import time
@@ -35,9 +37,17 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from governance.api.errors import PROBLEM_CONTENT_TYPE, problem_body
+from governance.drf import request_address
 from governance.ingest import MAX_BODY_BYTES, PROVIDERS, providers, signing
 from governance.ingest.items import IngestItem, PayloadError, Rejected, gunzip
-from governance.keys import KeyError_, VerifiedKey, bearer_token, touch_last_used, verify_key_sync
+from governance.keys import (
+    KeyError_,
+    VerifiedKey,
+    bearer_token,
+    get_bad_key_guard,
+    touch_last_used,
+    verify_key_sync,
+)
 from governance.models import IngestSource, Scope
 from governance.services.ingest import ingest_batch, ingest_source_secret
 
@@ -155,15 +165,22 @@ def _authenticate(request: HttpRequest, raw: bytes, provider: str) -> _Credentia
             reason="missing",
             headers=BEARER,
         )
+    guard = get_bad_key_guard()
+    address = request_address(request)
+    wait = guard.blocked_for(address)
+    if wait is not None:
+        raise _throttled(wait)
     token = bearer_token(header)
-    if token is None:
-        raise _Refused(
-            401, "unauthenticated", "Use 'Authorization: Bearer ig_…'.", reason="malformed"
-        )
     try:
+        if token is None:
+            raise KeyError_("malformed")
         _key, verified = verify_key_sync(token)
     except KeyError_ as exc:
-        raise _Refused(401, "unauthenticated", exc.message, reason=exc.reason) from None
+        wait = guard.failed_sync(address)
+        if wait is not None:
+            raise _throttled(wait) from None
+        detail = "Use 'Authorization: Bearer ig_…'." if token is None else exc.message
+        raise _Refused(401, "unauthenticated", detail, reason=exc.reason) from None
     if Scope.INGEST not in verified.scopes:
         raise _Refused(
             403,
@@ -173,6 +190,17 @@ def _authenticate(request: HttpRequest, raw: bytes, provider: str) -> _Credentia
         )
     touch_last_used(verified.id)
     return _Credential(verified, f"key:{verified.id}")
+
+
+def _throttled(wait_s: float) -> _Refused:
+    retry = max(1, math.ceil(wait_s))
+    return _Refused(
+        429,
+        "throttled",
+        f"Too many failed API key attempts from this address: retry in {retry} s.",
+        retry_after=retry,
+        headers={"Retry-After": str(retry)},
+    )
 
 
 def _idempotent(

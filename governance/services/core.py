@@ -31,7 +31,7 @@ from governance.models import (
     User,
 )
 from governance.permissions import Action, PermissionDenied, Role, require, role_can
-from governance.selectors import role_of
+from governance.selectors import role_of, server_circuits
 
 __all__ = [
     "ServiceError",
@@ -46,6 +46,7 @@ __all__ = [
     "organization_create",
     "organization_delete",
     "organization_update",
+    "server_circuit_reset",
     "server_create",
     "server_delete",
     "server_update",
@@ -587,6 +588,36 @@ def server_update(
     )
     _announce_server_change(org.id)
     return server
+
+
+@transaction.atomic
+def server_circuit_reset(*, org: Organization, actor: User, server: McpServer) -> None:
+    """Close an open circuit breaker by hand: every proxy process forwards to the server again
+    at once (the breaker opens anew if the upstream keeps failing)."""
+    from governance.hotstate.sync import publish_flag_sync
+    from governance.runtime_flags import CIRCUIT_HALF_OPEN, CIRCUIT_OPEN, circuit, circuit_trial
+
+    _check(org, actor, Action.SERVERS_MANAGE)
+    state = server_circuits(server_ids=[server.id])[str(server.id)]
+    if state.state not in (CIRCUIT_OPEN, CIRCUIT_HALF_OPEN):
+        raise ServiceError(
+            f"The circuit breaker of {server.name} is not open ({state.state}).", code="not_open"
+        )
+    emit(
+        org_id=org.id,
+        type="server.circuit_reset",
+        actor=actor_for_user(actor),
+        data={
+            "server_id": str(server.id),
+            "slug": server.slug,
+            "state": state.state,
+            "failures": state.failures,
+            "last_error": state.last_error,
+        },
+    )
+    server_key = str(server.id)
+    transaction.on_commit(lambda: publish_flag_sync(circuit(server_key), None))
+    transaction.on_commit(lambda: publish_flag_sync(circuit_trial(server_key), None))
 
 
 @transaction.atomic

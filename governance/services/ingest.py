@@ -31,6 +31,7 @@ from governance.services.tools import anomaly_record
 __all__ = [
     "ingest_batch",
     "ingest_source_create",
+    "ingest_source_delete",
     "ingest_source_rotate",
     "ingest_source_secret",
 ]
@@ -90,14 +91,19 @@ def ingest_source_create(
     return source, secret
 
 
+def _check_manage(org: Organization, actor: User, source: IngestSource) -> None:
+    """A source's creator may manage it with KEYS_MANAGE_OWN; anyone else needs KEYS_MANAGE_ALL."""
+    role = _check(org, actor, Action.KEYS_MANAGE_OWN)
+    if source.created_by_id != actor.pk and not role_can(role, Action.KEYS_MANAGE_ALL):
+        raise PermissionDenied(Action.KEYS_MANAGE_ALL, role)
+
+
 @transaction.atomic
 def ingest_source_rotate(
     *, org: Organization, actor: User, source: IngestSource
 ) -> tuple[IngestSource, str]:
     """Replace the signing secret; the old one stops working at once. Returns the new one."""
-    role = _check(org, actor, Action.KEYS_MANAGE_OWN)
-    if source.created_by_id != actor.pk and not role_can(role, Action.KEYS_MANAGE_ALL):
-        raise PermissionDenied(Action.KEYS_MANAGE_ALL, role)
+    _check_manage(org, actor, source)
     source = IngestSource.objects.select_for_update().get(pk=source.pk, org=org)
     secret = _new_secret(source)
     source.rotated_at = timezone.now()
@@ -109,6 +115,21 @@ def ingest_source_rotate(
         data={"source_id": str(source.id), "name": source.name},
     )
     return source, secret
+
+
+@transaction.atomic
+def ingest_source_delete(*, org: Organization, actor: User, source: IngestSource) -> None:
+    """Remove a source: its signature stops being accepted at once. What it sent stays in the
+    audit log (those events name the source id)."""
+    _check_manage(org, actor, source)
+    source = IngestSource.objects.select_for_update().get(pk=source.pk, org=org)
+    emit(
+        org_id=org.id,
+        type="ingest_source.deleted",
+        actor=actor_for_user(actor),
+        data={"source_id": str(source.id), "name": source.name, "provider": source.provider},
+    )
+    source.delete()
 
 
 # --- batches ------------------------------------------------------------------------------------

@@ -13,7 +13,16 @@ from django.utils import timezone
 
 from governance import runtime_flags as flags
 from governance.events import actor_for_user, emit
-from governance.models import AgentSession, ApiKey, McpServer, Organization, SessionState, User
+from governance.models import (
+    AgentSession,
+    ApiKey,
+    KillScope,
+    KillSwitch,
+    McpServer,
+    Organization,
+    SessionState,
+    User,
+)
 from governance.permissions import Action
 from governance.services.core import ServiceError, _check
 
@@ -117,6 +126,15 @@ def session_resume(*, org: Organization, actor: User, session: AgentSession) -> 
     return session
 
 
+def _stand(org: Organization, actor: User, scope: str, target_id: Any, reason: str) -> None:
+    """Record the stop so it can be restored if the hot state loses its flag."""
+    KillSwitch.objects.update_or_create(
+        scope=scope,
+        target_id=target_id,
+        defaults={"org": org, "reason": reason, "created_by": actor, "created_at": timezone.now()},
+    )
+
+
 def _kill_many(org: Organization, sessions: Any, reason: str) -> int:
     return sessions.filter(org=org, state__in=[SessionState.ACTIVE, SessionState.SUSPENDED]).update(
         state=SessionState.KILLED, state_reason=reason, ended_at=timezone.now()
@@ -137,6 +155,7 @@ def sessions_kill_for_key(*, org: Organization, actor: User, key: ApiKey, reason
         actor=actor_for_user(actor),
         data={"key_id": str(key.id), "key": key.name, "sessions": count, "reason": reason},
     )
+    _stand(org, actor, KillScope.KEY, key.id, reason)
     _announce(flags.kill_key(key.id), f"killed:{reason}")
     return count
 
@@ -161,6 +180,7 @@ def sessions_kill_for_server(
             "reason": reason,
         },
     )
+    _stand(org, actor, KillScope.SERVER, server.id, reason)
     _announce(flags.kill_server(server.id), f"killed:{reason}")
     return count
 
@@ -177,6 +197,7 @@ def org_emergency_stop(*, org: Organization, actor: User, reason: str = "") -> i
         actor=actor_for_user(actor),
         data={"sessions": count, "reason": reason},
     )
+    _stand(org, actor, KillScope.ORG, org.id, reason)
     _announce(flags.kill_org(org.id), f"killed:{reason}")
     return count
 
@@ -197,6 +218,8 @@ def kill_lift(*, org: Organization, actor: User, scope: str, target_id: Any = No
         key = flags.kill_server(target_id)
     else:
         raise ServiceError("scope must be org, key or server.", field="scope")
+    stopped = org.id if scope == "org" else target_id
+    KillSwitch.objects.filter(org=org, scope=scope, target_id=stopped).delete()
     emit(
         org_id=org.id,
         type="kill.lifted",

@@ -13,7 +13,13 @@ from governance.views.members import (
     members,
 )
 from governance.views.orgs import home, org_create, org_delete, org_settings, org_switch
-from governance.views.servers import server_create, server_delete, server_edit, servers
+from governance.views.servers import (
+    server_circuit_reset,
+    server_create,
+    server_delete,
+    server_edit,
+    servers,
+)
 
 __all__ = [
     "home",
@@ -31,6 +37,7 @@ __all__ = [
     "org_delete",
     "org_settings",
     "org_switch",
+    "server_circuit_reset",
     "server_create",
     "server_delete",
     "server_edit",

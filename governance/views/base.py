@@ -60,6 +60,7 @@ NAV: tuple[tuple[str, str, Action, str], ...] = (
     ("Sessions", "console:sessions", Action.SESSIONS_VIEW, "activity"),
     ("Audit log", "console:audit", Action.AUDIT_READ, "list"),
     ("Anomalies", "console:anomalies", Action.ANOMALIES_VIEW, "alert"),
+    ("Ingest sources", "console:ingest_sources", Action.KEYS_VIEW, "inbox"),
     ("Compliance", "console:compliance", Action.COMPLIANCE_VIEW, "check"),
     ("Billing", "console:billing", Action.BILLING_VIEW, "card"),
     ("Settings", "console:org_settings", Action.ORG_VIEW, "settings"),

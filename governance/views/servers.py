@@ -1,4 +1,5 @@
-"""Upstream MCP servers: list, add, edit, delete. The credential is write-only."""
+"""Upstream MCP servers: list, add, edit, delete. The credential is write-only. Each server shows
+the proxies' circuit breaker, which a manager can reset."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_POST
 from governance import services
 from governance.forms import ServerForm
 from governance.permissions import Action
-from governance.selectors import server_get_for_org, servers_for_org
+from governance.selectors import server_circuits, server_get_for_org, servers_for_org
 from governance.views.base import (
     Console,
     add_service_error,
@@ -23,9 +24,15 @@ from governance.views.base import (
 
 @org_required(Action.SERVERS_VIEW)
 def servers(request: HttpRequest, console: Console) -> HttpResponse:
+    listed = list(servers_for_org(org=console.org))
+    circuits = server_circuits(server_ids=[server.id for server in listed])
     rows = [
-        {"server": server, "proxy_url": proxy_url(request, server.slug)}
-        for server in servers_for_org(org=console.org)
+        {
+            "server": server,
+            "proxy_url": proxy_url(request, server.slug),
+            "circuit": circuits[str(server.id)],
+        }
+        for server in listed
     ]
     return console_render(request, console, "console/servers/list.html", {"rows": rows})
 
@@ -74,8 +81,26 @@ def server_edit(request: HttpRequest, console: Console, server_id: str) -> HttpR
         request,
         console,
         "console/servers/form.html",
-        {"form": form, "server": server, "proxy_url": proxy_url(request, server.slug)},
+        {
+            "form": form,
+            "server": server,
+            "proxy_url": proxy_url(request, server.slug),
+            "circuit": server_circuits(server_ids=[server.id])[str(server.id)],
+        },
     )
+
+
+@require_POST
+@org_required(Action.SERVERS_MANAGE)
+def server_circuit_reset(request: HttpRequest, console: Console, server_id: str) -> HttpResponse:
+    server = server_get_for_org(org=console.org, server_id=server_id)
+    try:
+        services.server_circuit_reset(org=console.org, actor=console.user, server=server)
+    except services.ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Reset the circuit breaker of {server.name}: calls go through.")
+    return redirect("console:server_edit", server_id=server.id)
 
 
 @require_POST

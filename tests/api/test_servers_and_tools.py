@@ -163,3 +163,68 @@ def test_an_upstream_that_now_resolves_to_a_link_local_address_is_not_contacted(
     refresh = api.post(f"servers/{world.server.id}/refresh-tools/")
     assert refresh.status_code == 502
     assert "169.254.169.254" in refresh.json()["detail"]
+
+
+def _open_circuit(server_id, failures: int = 5) -> None:
+    """Publish an open circuit exactly as a proxy process does (proxy.breaker)."""
+    import time
+
+    from governance import runtime_flags as flags
+    from governance.hotstate.sync import publish_flag_sync
+
+    now = time.time()
+    state = flags.Circuit(
+        state="open",
+        failures=failures,
+        opened_at=now,
+        retry_at=now + 30,
+        last_error="The upstream server did not answer within 5 s.",
+        by="another-process",
+    )
+    assert publish_flag_sync(flags.circuit(server_id), state.encode(), ttl_s=60)
+
+
+def test_an_open_circuit_shows_on_the_server_and_a_manager_resets_it(
+    api, world, django_capture_on_commit_callbacks
+):
+    from governance.models import PendingEvent
+
+    path = f"servers/{world.server.id}/"
+    assert api.get(path).json()["circuit"]["state"] == "closed"
+    _open_circuit(world.server.id)
+    circuit = api.get(path).json()["circuit"]
+    assert (circuit["state"], circuit["failures"]) == ("open", 5)
+    assert circuit["opened_at"] < circuit["retry_at"] and "5 s" in circuit["last_error"]
+    listed = {s["id"]: s["circuit"]["state"] for s in api.get("servers/").json()["results"]}
+    assert listed[str(world.server.id)] == "open"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        reset = api.post(f"{path}reset-circuit/")
+    assert reset.status_code == 200 and reset.json()["state"] == "closed"
+    assert api.get(path).json()["circuit"]["state"] == "closed"
+    [event] = PendingEvent.objects.filter(payload__type="server.circuit_reset")
+    assert event.payload["data"]["failures"] == 5 and event.payload["data"]["state"] == "open"
+    again = api.post(f"{path}reset-circuit/")
+    assert again.status_code == 409 and again.json()["code"] == "not_open"
+
+
+def test_another_organisation_cannot_read_or_reset_a_circuit(api, charlie_api, world):
+    _open_circuit(world.server.id)
+    path = f"servers/{world.server.id}/"
+    assert charlie_api.get(path).status_code == 404
+    assert charlie_api.post(f"{path}reset-circuit/").status_code == 404
+    assert api.get(path).json()["circuit"]["state"] == "open"
+
+
+def test_an_auditor_sees_a_circuit_but_cannot_reset_it(client, acme, world):
+    from governance.models import Membership
+    from tests.api.conftest import session_api
+    from tests.conftest import _user
+
+    erin = _user("erin@acme.test")
+    Membership.objects.create(org=acme, user=erin, role="auditor")
+    _open_circuit(world.server.id)
+    auditor = session_api(client, erin)
+    path = f"servers/{world.server.id}/"
+    assert auditor.get(path).json()["circuit"]["state"] == "open"
+    assert auditor.post(f"{path}reset-circuit/").status_code == 403

@@ -6,6 +6,7 @@ import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -191,6 +192,13 @@ def test_number_encoding_is_lossless(number):
     text = format_number(number)
     assert "e" not in text.lower()
     assert float(text) == number or (number == 0 and text == "0")
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from([0.1, 1e15 + 0.5, 5e-5]))
+def test_number_shortcuts_write_what_the_decimal_definition_writes(number):
+    # The documented form: the shortest round-trip decimal (repr), normalized, in plain notation.
+    expected = "0" if number == 0 else format(Decimal(repr(number)).normalize(), "f")
+    assert format_number(number) == expected
 
 
 chain_values = st.one_of(

@@ -16,10 +16,10 @@ from django.db import DatabaseError, connection, connections, transaction
 
 from compliance.audit import writer
 from compliance.audit.chain import CHAINED_FIELDS, GENESIS, event_hash
+from compliance.audit.store import MALFORMED_TYPE
 from compliance.audit.verify import verify_chain
 from compliance.audit.writer import (
     GROUP,
-    MALFORMED_TYPE,
     StreamDrainer,
     append_events,
     drain_outbox,
@@ -171,6 +171,40 @@ def test_copy_and_insert_store_the_same_verifiable_rows(insert):
     assert_chained(events)
     assert [e.request_bytes for e in events[:5]] == [0, 1, 2, 3, 4]
     assert events[5].arguments is None and events[5].client_info == {"name": "claude-code"}
+    assert verify_chain(org).ok
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("insert", ["copy", "bulk"])
+def test_json_columns_holding_a_string_or_a_number_keep_it(insert):
+    org = uuid.uuid4()
+    envelopes = [
+        tool_call(org, arguments="plain text"),
+        tool_call(org, arguments=12, client_info=["a", 1.5]),
+    ]
+
+    assert append_events(envelopes, insert=insert) == 2
+
+    events = chain_of(org)
+    assert [e.arguments for e in events] == ["plain text", 12]
+    assert events[1].client_info == ["a", 1.5]
+    assert verify_chain(org).ok
+
+
+@pytest.mark.django_db
+def test_a_batch_mixing_stored_and_new_events_chains_only_the_new_ones():
+    org = uuid.uuid4()
+    first = [tool_call(org, n=n) for n in range(30)]
+    assert append_events(first, insert="copy") == 30
+
+    second = [*first[10:20], *(tool_call(org, n=n) for n in range(30, 55))]
+    assert append_events(second, insert="copy") == 25
+
+    events = chain_of(org)
+    assert [e.data["n"] for e in events] == list(range(55))
+    assert_chained(events)
+    head = ChainHead.objects.get(org_id=org)
+    assert (head.seq, head.hash) == (55, events[-1].hash)
     assert verify_chain(org).ok
 
 

@@ -848,3 +848,31 @@ def test_password_sign_in_works_with_the_console_templates(client, alice, acme):
     wrong = client.post(reverse("account_login"), {"login": "alice@acme.test", "password": "x"})
     assert wrong.status_code == 200
     assert "alert-error" in _text(wrong)
+
+
+def test_an_open_circuit_shows_on_the_server_pages_and_a_manager_resets_it(
+    client, alice, acme, acme_server, django_capture_on_commit_callbacks
+):
+    import time
+
+    from governance import runtime_flags as flags
+    from governance.hotstate.sync import publish_flag_sync
+    from governance.models import PendingEvent
+
+    now = time.time()
+    opened = flags.Circuit(state="open", failures=5, opened_at=now, retry_at=now + 30)
+    assert publish_flag_sync(flags.circuit(acme_server.id), opened.encode(), ttl_s=60)
+    login(client, alice)
+    assert 'data-state="open"' in _text(client.get(reverse("console:servers")))
+    edit = reverse("console:server_edit", args=[acme_server.id])
+    page = _text(client.get(edit))
+    assert 'data-state="open"' in page and "After 5 failures in a row" in page
+    reset = reverse("console:server_circuit_reset", args=[acme_server.id])
+    assert f'action="{reset}"' in page
+    assert client.get(reset).status_code == 405
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reset)
+    assert response.status_code == 302 and response["Location"] == edit
+    page = _text(client.get(edit))
+    assert "Reset the circuit breaker of Acme tools" in page and 'data-state="closed"' in page
+    assert PendingEvent.objects.filter(payload__type="server.circuit_reset").count() == 1

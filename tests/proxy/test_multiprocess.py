@@ -50,8 +50,8 @@ def igris_env(**extra_env: str) -> dict[str, str]:
         IGRIS_EMBEDDED_AUDIT_WRITER="false",
         SECRET_KEY=settings.SECRET_KEY,
         IGRIS_ENCRYPTION_KEY=settings.IGRIS_ENCRYPTION_KEY,
-        **extra_env,
     )
+    env.update(extra_env)  # may override the defaults above (DATABASE_URL through a gate)
     return env
 
 
@@ -59,17 +59,7 @@ def igris_env(**extra_env: str) -> dict[str, str]:
 def igris_process(**extra_env: str) -> Iterator[Served]:
     """One igris web process (uvicorn, production-like) on a free port, always stopped."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(
-        DATABASE_URL=database_url(),
-        REDIS_URL=settings.REDIS_URL,
-        IGRIS_ENV="development",
-        IGRIS_HOTSTATE_PREFIX=settings.IGRIS_HOTSTATE_PREFIX,
-        IGRIS_EMBEDDED_AUDIT_WRITER="false",
-        SECRET_KEY=settings.SECRET_KEY,
-        IGRIS_ENCRYPTION_KEY=settings.IGRIS_ENCRYPTION_KEY,
-        **extra_env,
-    )
+    env = igris_env(**extra_env)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -107,13 +97,42 @@ def igris_process(**extra_env: str) -> Iterator[Served]:
             raise AssertionError("igris did not become healthy")
         yield base
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen[bytes], *, grace_s: float = 15.0) -> None:
+    """SIGTERM the process's group (it was started in a session of its own), SIGKILL it after
+    `grace_s`; the process is reaped either way."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@contextmanager
+def audit_writer_process(
+    *args: str, env: dict[str, str], log: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`manage.py run_audit_writer` (the auditwriter process) with `args`, always stopped."""
+    out = log.open("wb") if log is not None else None
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "run_audit_writer", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT if out is not None else None,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+        if out is not None:
+            out.close()
 
 
 async def _until(predicate, *, within: float) -> float:

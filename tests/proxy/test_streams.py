@@ -14,6 +14,7 @@ from django.db import connections
 
 from tests.proxy.test_kill_switch import _post_call
 from tests.proxy.test_proxy_e2e import _publish
+from tests.support import proxy_app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -56,10 +57,9 @@ async def _legacy_session(http, token):
 async def test_a_silent_sse_stream_gets_keep_alive_comments(
     igris_url, demo_server, acme, alice, acme_key
 ):
-    from igris_project.asgi import application
-
     await _publish(acme, alice, [], posture="allow")
-    application.proxy.keepalive_s = 0.2
+    proxy = proxy_app()
+    proxy.keepalive_s = 0.2
     try:
         async with httpx.AsyncClient(base_url=igris_url, timeout=30) as http:
             headers = await _legacy_session(http, acme_key[1])
@@ -81,7 +81,7 @@ async def test_a_silent_sse_stream_gets_keep_alive_comments(
                 async for chunk in answer.aiter_raw():
                     raw += chunk
     finally:
-        application.proxy.keepalive_s = float(settings.IGRIS_SSE_KEEPALIVE_S)
+        proxy.keepalive_s = float(settings.IGRIS_SSE_KEEPALIVE_S)
     assert raw.count(b": keep-alive") >= 2
     final = [json.loads(line[5:]) for line in raw.decode().splitlines() if line.startswith("data:")]
     assert final[-1]["id"] == 2 and not final[-1]["result"].get("isError")

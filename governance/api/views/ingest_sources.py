@@ -67,11 +67,23 @@ class IngestSourceListView(ApiView):
 
 
 class IngestSourceDetailView(ApiView):
-    access = {"GET": Action.KEYS_VIEW}
+    # Deleting, like rotating, cuts the sender off: key managers only.
+    access = {"GET": Action.KEYS_VIEW, "DELETE": Access(Action.KEYS_MANAGE_ALL, admin=True)}
 
     @extend_schema(responses=IngestSourceSerializer, summary="One ingest source (never its secret)")
     def get(self, request: Request, source_id: str) -> Response:
         return Response(IngestSourceSerializer(_source(self.org, source_id)).data)
+
+    @extend_schema(
+        responses={204: None},
+        summary="Delete an ingest source (its signature is refused from now on; "
+        "what it sent stays in the audit log)",
+    )
+    def delete(self, request: Request, source_id: str) -> Response:
+        services.ingest_source_delete(
+            org=self.org, actor=self.actor, source=_source(self.org, source_id)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class IngestSourceRotateView(ApiView):

@@ -1,7 +1,10 @@
-"""Upstream MCP servers: CRUD (the credential is write-only), a connection test and a refresh of
-the tool catalogue from the upstream."""
+"""Upstream MCP servers: CRUD (the credential is write-only), a connection test, a refresh of
+the tool catalogue from the upstream, and the proxies' circuit breaker (shown on every server,
+reset by hand)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -16,6 +19,7 @@ from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
 from governance.api.selectors import tools_for_org
 from governance.api.serializers import (
+    CircuitSerializer,
     ConnectionTestSerializer,
     EmptySerializer,
     ServerSerializer,
@@ -24,12 +28,22 @@ from governance.api.serializers import (
     ToolSerializer,
 )
 from governance.permissions import Action
-from governance.selectors import server_get_for_org, servers_for_org
+from governance.runtime_flags import Circuit
+from governance.selectors import server_circuits, server_get_for_org, servers_for_org
 
 
 def _service_fields(data: dict) -> tuple[str | None, dict]:
     fields = dict(data)
     return fields.pop("credential", None), fields
+
+
+def _circuits(servers: list[Any]) -> dict[str, Any]:
+    """Serializer context: the circuit breakers of these servers, in one hot-state read."""
+    return {"circuits": server_circuits(server_ids=[server.id for server in servers])}
+
+
+def _shown(server: Any) -> dict[str, Any]:
+    return ServerSerializer(server, context=_circuits([server])).data
 
 
 class ServerListView(ApiView):
@@ -39,7 +53,7 @@ class ServerListView(ApiView):
 
     @extend_schema(responses=page_of(ServerSerializer), summary="List upstream MCP servers")
     def get(self, request: Request) -> Response:
-        return Response(self.page(servers_for_org(org=self.org), ServerSerializer))
+        return Response(self.page(servers_for_org(org=self.org), ServerSerializer, _circuits))
 
     @extend_schema(
         request=ServerWriteSerializer,
@@ -52,7 +66,7 @@ class ServerListView(ApiView):
         server = services.server_create(
             org=self.org, actor=self.actor, credential=credential, **fields
         )
-        return Response(ServerSerializer(server).data, status=status.HTTP_201_CREATED)
+        return Response(_shown(server), status=status.HTTP_201_CREATED)
 
 
 class ServerDetailView(ApiView):
@@ -65,7 +79,7 @@ class ServerDetailView(ApiView):
     @extend_schema(responses=ServerSerializer, summary="One upstream MCP server")
     def get(self, request: Request, server_id: str) -> Response:
         server = server_get_for_org(org=self.org, server_id=server_id)
-        return Response(ServerSerializer(server).data)
+        return Response(_shown(server))
 
     @extend_schema(
         request=ServerWriteSerializer(partial=True),
@@ -78,13 +92,28 @@ class ServerDetailView(ApiView):
         server = services.server_update(
             org=self.org, actor=self.actor, server=server, credential=credential, **fields
         )
-        return Response(ServerSerializer(server).data)
+        return Response(_shown(server))
 
     @extend_schema(responses={204: None}, summary="Delete an upstream MCP server")
     def delete(self, request: Request, server_id: str) -> Response:
         server = server_get_for_org(org=self.org, server_id=server_id)
         services.server_delete(org=self.org, actor=self.actor, server=server)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ServerResetCircuitView(ApiView):
+    access = {"POST": Action.SERVERS_MANAGE}
+
+    @extend_schema(
+        request=EmptySerializer,
+        responses=CircuitSerializer,
+        summary="Close an open circuit breaker: the proxies forward to the server again",
+    )
+    def post(self, request: Request, server_id: str) -> Response:
+        server = server_get_for_org(org=self.org, server_id=server_id)
+        self.body(EmptySerializer)
+        services.server_circuit_reset(org=self.org, actor=self.actor, server=server)
+        return Response(CircuitSerializer(Circuit()).data)
 
 
 class ServerTestView(ApiView):
