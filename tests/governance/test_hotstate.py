@@ -613,6 +613,28 @@ async def test_redis_that_cannot_be_reached_is_reported_not_raised() -> None:
         await hs.close()
 
 
+async def test_a_burst_larger_than_the_redis_pool_queues_instead_of_failing() -> None:
+    prefix = f"igris-pool-{uuid.uuid4().hex[:8]}:"
+    hs = RedisHotState(REDIS_URL, prefix, max_connections=3)
+    pool = hs.redis.connection_pool
+    most = 0
+
+    async def one() -> int:
+        nonlocal most
+        value = await hs.incr("burst")
+        most = max(most, len(pool._in_use_connections))  # type: ignore[attr-defined]
+        return value
+
+    try:
+        values = await asyncio.gather(*(one() for _ in range(300)))
+        assert sorted(values) == list(range(1, 301))  # every command ran, none was refused
+        assert most <= 3
+        assert await hs.get_counter("burst") == 300
+    finally:
+        await hs.redis.delete(f"{prefix}cnt:burst")
+        await hs.close()
+
+
 async def test_memory_purges_expired_keys_on_later_writes() -> None:
     hs = MemoryHotState()
     for i in range(100):
