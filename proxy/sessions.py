@@ -57,19 +57,22 @@ def _flush(batch: dict[str, _Pending]) -> None:
 
 def _flush_one(sid: str, p: _Pending) -> None:
     from django.db import transaction
-    from django.db.models import F
+    from django.db.models import F, Value
+    from django.db.models.functions import Greatest
 
     from governance.models import AgentSession, SessionState
 
+    # Several processes serve one session: each adds its own counts, and last-seen only moves on.
+    counts = dict(
+        calls=F("calls") + p.calls,
+        denied=F("denied") + p.denied,
+        errors=F("errors") + p.errors,
+        last_seen_at=Greatest(F("last_seen_at"), Value(p.last_seen)),
+    )
     with transaction.atomic():
-        updated = AgentSession.objects.filter(pk=sid).update(
-            calls=F("calls") + p.calls,
-            denied=F("denied") + p.denied,
-            errors=F("errors") + p.errors,
-            last_seen_at=p.last_seen,
-        )
+        updated = AgentSession.objects.filter(pk=sid).update(**counts)
         if not updated:
-            AgentSession.objects.get_or_create(
+            _session, created = AgentSession.objects.get_or_create(
                 pk=sid,
                 defaults=dict(
                     org_id=p.org_id,
@@ -87,6 +90,8 @@ def _flush_one(sid: str, p: _Pending) -> None:
                     last_seen_at=p.last_seen,
                 ),
             )
+            if not created:  # another process created the row since the update above
+                AgentSession.objects.filter(pk=sid).update(**counts)
         if p.closed:
             AgentSession.objects.filter(pk=sid, state=SessionState.ACTIVE).update(
                 state=SessionState.CLOSED, ended_at=p.last_seen
