@@ -15,13 +15,12 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from governance.keys import (
+    KeyAttemptsBlocked,
     KeyError_,
     VerifiedKey,
-    bearer_token,
     client_address,
-    get_bad_key_guard,
     touch_last_used,
-    verify_key_sync,
+    verify_bearer_sync,
 )
 from governance.models import Membership, Organization
 
@@ -47,22 +46,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION")
         if not header:
             return None
-        guard = get_bad_key_guard()
-        address = request_address(request)
-        wait = guard.blocked_for(address)
-        if wait is not None:
-            raise _throttled(wait)
-        token = bearer_token(header)
         try:
-            if token is None:
-                raise KeyError_("malformed")
-            key, verified = verify_key_sync(token)
+            key, verified = verify_bearer_sync(header, request_address(request))
+        except KeyAttemptsBlocked as exc:
+            raise _throttled(exc.wait_s) from None
         except KeyError_ as exc:
-            wait = guard.failed_sync(address)
-            if wait is not None:
-                raise _throttled(wait) from None
-            detail = "Use 'Authorization: Bearer ig_…'." if token is None else exc.message
-            raise exceptions.AuthenticationFailed({"code": exc.reason, "detail": detail}) from None
+            detail = {"code": exc.reason, "detail": exc.message}
+            raise exceptions.AuthenticationFailed(detail) from None
         creator = key.created_by
         role = None
         if creator is not None:

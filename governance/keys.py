@@ -351,6 +351,37 @@ class BadKeyGuard:
 _guard: BadKeyGuard | None = None
 
 
+class KeyAttemptsBlocked(Exception):
+    """The caller's address is over its budget of failed key attempts: answer 429."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"retry after {wait_s:.0f} s")
+        self.wait_s = wait_s
+
+
+def verify_bearer_sync(header: str, address: str) -> tuple[Any, VerifiedKey]:
+    """The key of an `Authorization` header, for synchronous callers (REST API, ingestion),
+    counted against `address`'s budget of failed attempts. Returns (ApiKey, VerifiedKey);
+    raises KeyAttemptsBlocked, or KeyError_ (for a header that is not `Bearer <key>`, its message
+    says how to send one)."""
+    guard = get_bad_key_guard()
+    wait = guard.blocked_for(address)
+    if wait is not None:
+        raise KeyAttemptsBlocked(wait)
+    token = bearer_token(header)
+    try:
+        if token is None:
+            raise KeyError_("malformed")
+        return verify_key_sync(token)
+    except KeyError_ as exc:
+        wait = guard.failed_sync(address)
+        if wait is not None:
+            raise KeyAttemptsBlocked(wait) from None
+        if token is None:
+            exc.message = "Use 'Authorization: Bearer ig_…'."
+        raise
+
+
 def get_bad_key_guard() -> BadKeyGuard:
     global _guard
     if _guard is None:

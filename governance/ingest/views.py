@@ -41,12 +41,11 @@ from governance.drf import request_address
 from governance.ingest import MAX_BODY_BYTES, PROVIDERS, providers, signing
 from governance.ingest.items import IngestItem, PayloadError, Rejected, gunzip
 from governance.keys import (
+    KeyAttemptsBlocked,
     KeyError_,
     VerifiedKey,
-    bearer_token,
-    get_bad_key_guard,
     touch_last_used,
-    verify_key_sync,
+    verify_bearer_sync,
 )
 from governance.models import IngestSource, Scope
 from governance.services.ingest import ingest_batch, ingest_source_secret
@@ -165,22 +164,12 @@ def _authenticate(request: HttpRequest, raw: bytes, provider: str) -> _Credentia
             reason="missing",
             headers=BEARER,
         )
-    guard = get_bad_key_guard()
-    address = request_address(request)
-    wait = guard.blocked_for(address)
-    if wait is not None:
-        raise _throttled(wait)
-    token = bearer_token(header)
     try:
-        if token is None:
-            raise KeyError_("malformed")
-        _key, verified = verify_key_sync(token)
+        _key, verified = verify_bearer_sync(header, request_address(request))
+    except KeyAttemptsBlocked as exc:
+        raise _throttled(exc.wait_s) from None
     except KeyError_ as exc:
-        wait = guard.failed_sync(address)
-        if wait is not None:
-            raise _throttled(wait) from None
-        detail = "Use 'Authorization: Bearer ig_…'." if token is None else exc.message
-        raise _Refused(401, "unauthenticated", detail, reason=exc.reason) from None
+        raise _Refused(401, "unauthenticated", exc.message, reason=exc.reason) from None
     if Scope.INGEST not in verified.scopes:
         raise _Refused(
             403,
