@@ -36,7 +36,7 @@ from tests.conftest import free_port
 from tests.proxy.test_kill_switch import _post_call
 from tests.proxy.test_multiprocess import audit_writer_process, igris_env, igris_process
 from tests.proxy.test_proxy_e2e import _publish
-from tests.proxy.test_streams import LEGACY
+from tests.proxy.test_streams import _legacy_session
 from tests.support import serving
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.timeout(240)]
@@ -194,30 +194,6 @@ class Load:
             await asyncio.sleep(0.05)
 
 
-async def _legacy_initialize(http: httpx.AsyncClient, token: str) -> dict[str, str]:
-    init = await http.post(
-        "/proxy/demo/mcp",
-        headers={**LEGACY, "Authorization": f"Bearer {token}"},
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "legacy", "version": "1"},
-            },
-        },
-    )
-    assert init.status_code == 200, init.text
-    return {
-        **LEGACY,
-        "Authorization": f"Bearer {token}",
-        "Mcp-Session-Id": init.headers["mcp-session-id"],
-        "MCP-Protocol-Version": "2025-11-25",
-    }
-
-
 async def _legacy_echo(http: httpx.AsyncClient, headers: dict[str, str], text: str) -> Any:
     return await http.post(
         "/proxy/demo/mcp",
@@ -331,7 +307,7 @@ async def test_the_proxy_fails_closed_while_redis_is_down_and_recovers_by_itself
             clients = [asyncio.create_task(load.client(n)) for n in range(CLIENTS)]
             async with httpx.AsyncClient(base_url=base, timeout=ANSWER_TIMEOUT_S) as http:
                 await load.until(lambda: len(load.ok()) >= 100, within=30, what="warm-up")
-                legacy = await _legacy_initialize(http, acme_key[1])
+                legacy = await _legacy_session(http, acme_key[1])
                 assert (await _legacy_echo(http, legacy, "legacy before")).status_code == 200
                 assert (await _add(http, acme_key[1]))[0] == "allowed"
 
@@ -382,7 +358,7 @@ async def test_the_proxy_fails_closed_while_redis_is_down_and_recovers_by_itself
                 lost = await _legacy_echo(http, legacy, "legacy after")
                 assert lost.status_code == 404
                 assert lost.json()["error"]["message"] == "Session not found."
-                legacy = await _legacy_initialize(http, acme_key[1])
+                legacy = await _legacy_session(http, acme_key[1])
                 assert (await _legacy_echo(http, legacy, "legacy again")).status_code == 200
 
                 await load.until(
