@@ -149,19 +149,16 @@ class Upstream:
         nothing upstream: a listing, a ping) is sent once more when the connection broke before
         any answer, which is what a pooled connection the server had just closed looks like.
         """
-        try:
-            return await self._request(
-                method, url, headers, body, connect_timeout_s, total_timeout_s
-            )
-        except _BrokenConnection as exc:
-            if not retry_safe:
-                raise exc.error from None
-        try:
-            return await self._request(
-                method, url, headers, body, connect_timeout_s, total_timeout_s
-            )
-        except _BrokenConnection as exc:
-            raise exc.error from None
+        attempts = 2 if retry_safe else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._request(
+                    method, url, headers, body, connect_timeout_s, total_timeout_s
+                )
+            except _BrokenConnection as exc:
+                if attempt == attempts:
+                    raise exc.error from None
+        raise AssertionError("unreachable")
 
     async def _request(
         self,

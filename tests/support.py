@@ -112,3 +112,26 @@ def proxy_app() -> Any:
     while not hasattr(app, "proxy"):
         app = app.app
     return app.proxy
+
+
+def tcp_connections(remote_ports: set[int], pid: int | str = "self") -> int:
+    """The process's open TCP connections to any of `remote_ports` (a socket some fd of it still
+    holds), read from /proc."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
+        with open(table) as rows:
+            for row in rows.read().splitlines()[1:]:
+                fields = row.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) in remote_ports and fields[9] in inodes:
+                    count += 1
+    return count

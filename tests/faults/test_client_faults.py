@@ -24,6 +24,7 @@ from django.db import connections
 from tests.faults.test_postgres_down import _stream_length
 from tests.proxy.test_multiprocess import igris_process
 from tests.proxy.test_proxy_e2e import _publish
+from tests.support import tcp_connections
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -151,22 +152,7 @@ def _pool_sockets(pid: int) -> int:
     from tests.proxy.test_multiprocess import database_url
 
     ports = {urlsplit(settings.REDIS_URL).port or 6379, urlsplit(database_url()).port or 5432}
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    count = 0
-    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
-        with open(table) as rows:
-            for row in rows.read().splitlines()[1:]:
-                fields = row.split()
-                if int(fields[2].rsplit(":", 1)[1], 16) in ports and fields[9] in inodes:
-                    count += 1
-    return count
+    return tcp_connections(ports, pid)
 
 
 def _own_fds(pid: int) -> int:

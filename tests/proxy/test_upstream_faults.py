@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from collections import Counter
 
@@ -24,7 +23,7 @@ from django.db import connections
 
 from tests.proxy.test_multiprocess import igris_process
 from tests.proxy.test_proxy_e2e import _drain_events, _publish
-from tests.support import proxy_app
+from tests.support import proxy_app, tcp_connections
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -191,22 +190,7 @@ class FaultyUpstream:
 
 def upstream_sockets(port: int) -> int:
     """This process's open TCP connections to `port` (a socket some fd still holds)."""
-    inodes = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    count = 0
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        with open(table) as rows:
-            for row in rows.read().splitlines()[1:]:
-                fields = row.split()
-                if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
-                    count += 1
-    return count
+    return tcp_connections({port})
 
 
 async def proxy_tasks() -> list[str]:
