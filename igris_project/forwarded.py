@@ -115,8 +115,14 @@ class AllowedHosts:
     """
 
     def __init__(self, app: Any, allowed_hosts: list[str]) -> None:
+        # Imported here, not per request: this module is also imported by the settings, before
+        # Django is configured.
+        from django.http.request import split_domain_port, validate_host
+
         self.app = app
         self.allowed_hosts = allowed_hosts
+        self._split = split_domain_port
+        self._valid = validate_host
 
     # Platform health checks address the machine (its private IP), not the public name; the
     # health report builds no URL, so it answers whatever the Host.
@@ -126,8 +132,6 @@ class AllowedHosts:
         if scope["type"] not in ("http", "websocket") or scope.get("path") in self.EXEMPT_PATHS:
             await self.app(scope, receive, send)
             return
-        from django.http.request import split_domain_port, validate_host
-
         headers = scope.get("headers") or []
         forwarded = next((v for n, v in headers if n == b"x-forwarded-host"), None)
         host = forwarded.split(b",")[-1].strip() if forwarded else None
@@ -136,8 +140,8 @@ class AllowedHosts:
         if host is None:  # HTTP/1.0 without Host: nothing to reflect
             await self.app(scope, receive, send)
             return
-        domain, _port = split_domain_port(host.decode("latin-1"))
-        if domain and validate_host(domain, self.allowed_hosts):
+        domain, _port = self._split(host.decode("latin-1"))
+        if domain and self._valid(domain, self.allowed_hosts):
             if forwarded:
                 kept = [(n, v) for n, v in headers if n != b"host"]
                 scope = {**scope, "headers": [*kept, (b"host", host)]}
