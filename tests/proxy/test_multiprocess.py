@@ -77,6 +77,8 @@ def igris_process(**extra_env: str) -> Iterator[Served]:
             "--log-level",
             "warning",
             "--no-access-log",
+            "--timeout-graceful-shutdown",  # as in production (igris_prod)
+            "10",
         ],
         cwd=ROOT,
         env=env,
