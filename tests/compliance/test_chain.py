@@ -17,6 +17,7 @@ from compliance.audit.chain import (
     GENESIS,
     CanonicalError,
     canonical,
+    canonical_json_native,
     checkpoint_text,
     encode_reference,
     encode_value,
@@ -179,6 +180,48 @@ def test_the_fast_path_writes_exactly_what_the_reference_encoder_writes(value):
             continue
         assert encode_value(wrapped) == expected
         assert encode_value(wrapped, keys_checked=True) == expected
+
+
+# Floats spread over every binary exponent, where repr and orjson pick their notation differently.
+wide_floats = st.floats(allow_nan=False, allow_infinity=False) | st.builds(
+    lambda mantissa, exponent: mantissa * 2.0**exponent,
+    st.floats(min_value=-2, max_value=2, allow_nan=False),
+    st.integers(min_value=-1074, max_value=1023),
+).filter(lambda x: x not in (float("inf"), float("-inf")))
+
+
+@given(json_values | st.dictionaries(st.text(), wide_floats | st.lists(wide_floats), max_size=6))
+def test_the_orjson_path_writes_exactly_what_the_reference_encoder_writes(value):
+    # Lone surrogates (text() draws them), integers past 64 bits and every float notation.
+    for wrapped in ({"v": value}, [value, {"w": value}], value):
+        try:
+            expected = encode_reference(wrapped).encode("utf-8")
+        except (CanonicalError, UnicodeEncodeError):
+            with pytest.raises(CanonicalError):
+                canonical_json_native(wrapped)
+            continue
+        assert canonical_json_native(wrapped) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)},  # orjson has its own datetime form
+        {"id": uuid.UUID(int=7)},
+        {"n": 12.0, "m": -0.0, "big": 2**64, "tiny": 1e-7, "huge": 1e22},
+        {"s": "\x00\x1f\"\\ é \u2028 \U0001f600"},
+        {1: "non-string key"},
+        {"e": Decimal("1.5")},
+    ],
+)
+def test_the_orjson_path_sends_what_it_cannot_write_to_the_reference_encoder(value):
+    try:
+        expected = encode_reference(value).encode("utf-8")
+    except CanonicalError:
+        with pytest.raises(CanonicalError):
+            canonical_json_native(value)
+        return
+    assert canonical_json_native(value) == expected
 
 
 @given(st.dictionaries(texts, json_values.filter(_no_surrogates), max_size=8))

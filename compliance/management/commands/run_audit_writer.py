@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from compliance.audit.writer import CLAIM_MIN_IDLE_MS, run_forever, run_once
+from compliance.audit.writer import CLAIM_MIN_IDLE_MS, run_forever, run_once, tune_gc
 from governance.hotstate import close_hotstate
 
 
@@ -43,6 +43,7 @@ class Command(BaseCommand):
         batch, claim_idle_ms = options["batch"], options["claim_idle_ms"]
         if batch < 1:
             raise CommandError("--batch must be at least 1")
+        tune_gc()
         if options["once"]:
             outbox, stream = asyncio.run(self._once(batch, claim_idle_ms))
             self.stdout.write(f"stored {outbox} events from the outbox, {stream} from the stream")
