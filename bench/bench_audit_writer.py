@@ -225,7 +225,7 @@ async def stream(n: int, *, publish: str, batch_size: int) -> dict[str, Any]:
             drainer = StreamDrainer(
                 hotstate, batch=batch_size, consumer="bench", publish=publisher.offer
             )
-            while await drainer.read_once():
+            while await drainer.pump():
                 pass
             stored, seconds = drainer.stored, time.perf_counter() - start
             stop.set()

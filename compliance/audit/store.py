@@ -361,8 +361,19 @@ def _malformed_row(item: Incoming, error: str, recorded_at: datetime) -> _Prepar
 # --- storing a batch --------------------------------------------------------------------------
 
 
-def store_batch(items: Sequence[Incoming], *, insert: InsertMethod = "auto") -> BatchResult:
-    """Chain and insert `items`; must run inside `transaction.atomic()` (the caller's batch)."""
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch validated and encoded, ready for `write_batch`: no database touched yet."""
+
+    result: BatchResult
+    recorded_at: datetime
+    entries: list[_Prepared]
+    ids: set[str]
+
+
+def prepare_batch(items: Sequence[Incoming]) -> PreparedBatch:
+    """Validate and encode `items` (pure CPU work: the writer overlaps it with the previous
+    batch's database work). Malformed envelopes become `audit.malformed` events here."""
     recorded_at = timezone.now()
     result = BatchResult(consumed=len(items))
     prepared: list[_Prepared] = []
@@ -382,13 +393,18 @@ def store_batch(items: Sequence[Incoming], *, insert: InsertMethod = "auto") -> 
             continue
         seen.add(entry.row["id"])
         prepared.append(entry)
+    return PreparedBatch(result, recorded_at, prepared, seen)
+
+
+def write_batch(batch: PreparedBatch, *, insert: InsertMethod = "auto") -> BatchResult:
+    """Chain and insert a prepared batch; must run inside `transaction.atomic()`."""
+    result, prepared, recorded_at = batch.result, batch.entries, batch.recorded_at
     if not prepared:
         return result
-
     # The id check runs after the locks, so it sees whatever a concurrent writer committed for
     # these orgs.
     heads = _lock_heads(sorted({entry.row["org_id"] for entry in prepared}), recorded_at)
-    stored_ids = _stored_ids(seen)
+    stored_ids = _stored_ids(batch.ids)
     fresh = [entry for entry in prepared if entry.row["id"] not in stored_ids]
     result.duplicates += len(prepared) - len(fresh)
     if not fresh:
@@ -401,6 +417,11 @@ def store_batch(items: Sequence[Incoming], *, insert: InsertMethod = "auto") -> 
     if result.duplicates:
         log.info("skipped %d audit events already stored", result.duplicates)
     return result
+
+
+def store_batch(items: Sequence[Incoming], *, insert: InsertMethod = "auto") -> BatchResult:
+    """Chain and insert `items`; must run inside `transaction.atomic()` (the caller's batch)."""
+    return write_batch(prepare_batch(items), insert=insert)
 
 
 def chain_entries(entries: Sequence[_Prepared], heads: dict[str, tuple[int, str]]) -> None:

@@ -39,7 +39,15 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from compliance.audit.store import BatchResult, Incoming, InsertMethod, store_batch
+from compliance.audit.store import (
+    BatchResult,
+    Incoming,
+    InsertMethod,
+    PreparedBatch,
+    prepare_batch,
+    store_batch,
+    write_batch,
+)
 from compliance.models import audit_envelope
 from governance.events import AUDIT_STREAM
 
@@ -57,6 +65,11 @@ CLAIM_MIN_IDLE_MS = 30_000
 def _stored_in_transaction(items: Sequence[Incoming], insert: InsertMethod) -> BatchResult:
     with transaction.atomic():
         return store_batch(items, insert=insert)
+
+
+def _written_in_transaction(batch: PreparedBatch, insert: InsertMethod) -> BatchResult:
+    with transaction.atomic():
+        return write_batch(batch, insert=insert)
 
 
 def append_events(
@@ -252,6 +265,7 @@ class StreamDrainer:
         self._group_ready = False
         # Entries read but not stored (the database failed): retried before reading new ones.
         self._retry: list[StreamEntry] = []
+        self._writing: asyncio.Future[None] | None = None  # the batch being written (pump)
 
     async def ensure_group(self) -> None:
         if not self._group_ready:
@@ -287,20 +301,55 @@ class StreamDrainer:
 
     async def read_once(self, *, block_ms: int | None = None) -> int:
         """Store one batch of new entries (a failed batch is retried first); returns entries."""
+        read = await self.pump(block_ms=block_ms)
+        await self.settle()
+        return read
+
+    async def pump(self, *, block_ms: int | None = None) -> int:
+        """Read the next batch (a failed one first) and prepare it while the batch before it is
+        still being written, then start writing it; returns the entries read (0 once nothing
+        new came and everything read before is stored). `settle` waits for the last write.
+
+        Preparing is CPU work and writing mostly waits on PostgreSQL, so the two overlap; the
+        batches are still written, acknowledged and published strictly one after the other.
+        """
         await self.ensure_group()
         if self._retry:
+            await self.settle()
             entries, self._retry = self._retry, []
-            return await self.store(entries)
-        entries = await self.hotstate.stream_read_group(
-            AUDIT_STREAM, GROUP, self.consumer, count=self.batch, block_ms=block_ms
-        )
-        return await self.store(entries) if entries else 0
+        else:
+            entries = await self.hotstate.stream_read_group(
+                AUDIT_STREAM, GROUP, self.consumer, count=self.batch, block_ms=block_ms
+            )
+        if not entries:
+            await self.settle()
+            return 0
+        batch = _prepare(entries)
+        try:
+            await self.settle()
+        except BaseException:
+            self._retry += entries  # after the failed batch, which settle put there
+            raise
+        self._writing = asyncio.ensure_future(self._write(entries, batch))
+        return len(entries)
+
+    async def settle(self) -> None:
+        """Wait for the batch being written; a failure is raised here, its entries kept to be
+        retried first."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            await writing
 
     async def store(self, entries: list[StreamEntry]) -> int:
-        items = [_parse_entry(entry_id, fields) for entry_id, fields in entries]
+        """Store `entries` now, after whatever is being written."""
+        await self.settle()
+        await self._write(entries, _prepare(entries))
+        return len(entries)
+
+    async def _write(self, entries: list[StreamEntry], batch: PreparedBatch) -> None:
         try:
             result: BatchResult = await sync_to_async(_db_call)(
-                _stored_in_transaction, items, self.insert
+                _written_in_transaction, batch, self.insert
             )
         except BaseException:
             self._retry = entries
@@ -317,7 +366,10 @@ class StreamDrainer:
         self.stored += len(result.stored)
         self.duplicates += result.duplicates
         await self.publish(result.stored)
-        return len(entries)
+
+
+def _prepare(entries: list[StreamEntry]) -> PreparedBatch:
+    return prepare_batch([_parse_entry(entry_id, fields) for entry_id, fields in entries])
 
 
 async def drain_stream(
@@ -337,7 +389,7 @@ async def drain_stream(
         insert=insert,
     )
     await drainer.claim_stale()
-    while await drainer.read_once():
+    while await drainer.pump():
         pass
     return drainer.stored
 
@@ -397,7 +449,7 @@ async def _stream_loop(
             if loop.time() >= next_claim:
                 await drainer.claim_stale()
                 next_claim = loop.time() + claim_every_s
-            await drainer.read_once(block_ms=block_ms)
+            await drainer.pump(block_ms=block_ms)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -407,6 +459,10 @@ async def _stream_loop(
             await backoff.wait(stop)
             continue
         backoff.reset()
+    try:
+        await drainer.settle()  # the last batch in hand is written before the writer stops
+    except Exception:
+        log.exception("audit stream batch failed while stopping; it stays in the stream")
 
 
 async def run_forever(

@@ -423,15 +423,15 @@ async def test_a_failed_batch_is_retried_without_loss_or_duplicates(
     hs, org = redis_hotstate, uuid.uuid4()
     envelopes = [tool_call(org, n=n) for n in range(3)]
     await append(hs, envelopes)
-    real, calls = writer._stored_in_transaction, []
+    real, calls = writer._written_in_transaction, []
 
-    def flaky(items, insert):
-        calls.append(len(items))
+    def flaky(batch, insert):
+        calls.append(batch.result.consumed)
         if len(calls) == 1:
             raise DatabaseError("connection lost")
-        return real(items, insert)
+        return real(batch, insert)
 
-    monkeypatch.setattr(writer, "_stored_in_transaction", flaky)
+    monkeypatch.setattr(writer, "_written_in_transaction", flaky)
     drainer = StreamDrainer(hs, consumer="writer-1")
     with pytest.raises(DatabaseError):
         await drainer.read_once()
@@ -442,6 +442,38 @@ async def test_a_failed_batch_is_retried_without_loss_or_duplicates(
     assert calls == [3, 3]
     events = await sync_to_async(chain_of)(org)
     assert [str(e.id) for e in events] == [e["id"] for e in envelopes]
+    assert await nothing_pending(hs)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_write_failing_while_the_next_batch_is_read_loses_and_repeats_nothing(
+    redis_hotstate, empty_audit_tables_after, monkeypatch
+):
+    # pump() reads and prepares batch 2 while batch 1 is written; batch 1's failure surfaces
+    # there, and both are retried in their order.
+    hs, org = redis_hotstate, uuid.uuid4()
+    envelopes = [tool_call(org, n=n) for n in range(7)]
+    await append(hs, envelopes)
+    real, calls = writer._written_in_transaction, []
+
+    def flaky(batch, insert):
+        calls.append(batch.result.consumed)
+        if len(calls) == 1:
+            raise DatabaseError("connection lost")
+        return real(batch, insert)
+
+    monkeypatch.setattr(writer, "_written_in_transaction", flaky)
+    drainer = StreamDrainer(hs, consumer="writer-1", batch=3)
+    assert await drainer.pump() == 3  # batch 1 is being written
+    with pytest.raises(DatabaseError):
+        await drainer.pump()  # batch 2 read and prepared; batch 1's failure comes up
+    while await drainer.pump():
+        pass
+    assert calls == [3, 6, 1]  # batch 1 failed; batches 1 and 2 retried as one; then the rest
+    events = await sync_to_async(chain_of)(org)
+    assert [str(e.id) for e in events] == [e["id"] for e in envelopes]
+    assert_chained(events)
+    assert drainer.stored == 7 and drainer.duplicates == 0
     assert await nothing_pending(hs)
 
 
