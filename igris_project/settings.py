@@ -387,6 +387,9 @@ IGRIS_PROXY_BODY_TIMEOUT_S = env_int("IGRIS_PROXY_BODY_TIMEOUT_S", 30)
 # Audit stream entries the writer may fall behind by (it buffers a database outage); above it
 # the proxy refuses calls with 503 "audit backlog full" rather than trim unstored records.
 IGRIS_AUDIT_STREAM_MAX_BACKLOG = env_int("IGRIS_AUDIT_STREAM_MAX_BACKLOG", 1_000_000)
+# After a part batch the audit writer waits this long before reading the stream again, so a
+# steady trickle of calls is stored in batches of several events (each batch costs a transaction).
+IGRIS_AUDIT_WRITER_LINGER_MS = env_int("IGRIS_AUDIT_WRITER_LINGER_MS", 10)
 # Live event feed (SSE and websocket).
 IGRIS_LIVE_HEARTBEAT_S = env_int("IGRIS_LIVE_HEARTBEAT_S", 15)
 IGRIS_LIVE_QUEUE_LIMIT = env_int("IGRIS_LIVE_QUEUE_LIMIT", 1000)

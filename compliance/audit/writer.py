@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from compliance.audit.store import (
@@ -437,7 +438,11 @@ async def _outbox_loop(publish: Publish, stop: asyncio.Event, batch: int, idle_s
 
 
 async def _stream_loop(
-    drainer: StreamDrainer, stop: asyncio.Event, block_ms: int, claim_every_s: float
+    drainer: StreamDrainer,
+    stop: asyncio.Event,
+    block_ms: int,
+    claim_every_s: float,
+    linger_s: float = 0.0,
 ) -> None:
     # Retries against Redis are cheap, and while the writer waits the proxy's events pile up in
     # the stream: after an outage the writer is back within a few seconds, not half a minute.
@@ -449,7 +454,7 @@ async def _stream_loop(
             if loop.time() >= next_claim:
                 await drainer.claim_stale()
                 next_claim = loop.time() + claim_every_s
-            await drainer.pump(block_ms=block_ms)
+            read = await drainer.pump(block_ms=block_ms)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -459,6 +464,10 @@ async def _stream_loop(
             await backoff.wait(stop)
             continue
         backoff.reset()
+        if 0 < read < drainer.batch and linger_s:
+            # A part batch: a batch costs a transaction and a few round trips whatever its size,
+            # so under a steady trickle the next one is given a moment to fill.
+            await _sleep(stop, linger_s)
     try:
         await drainer.settle()  # the last batch in hand is written before the writer stops
     except Exception:
@@ -474,12 +483,17 @@ async def run_forever(
     stream_block_ms: int = 500,
     claim_every_s: float = CLAIM_MIN_IDLE_MS / 1000,
     claim_min_idle_ms: int = CLAIM_MIN_IDLE_MS,
+    linger_ms: int | None = None,
 ) -> None:
     """Drain the outbox and the stream until `stop_event` is set (or the task is cancelled).
 
     Database and hot-state errors are logged and retried with backoff; nothing is acknowledged
-    or deleted before it is committed, so retries neither lose nor duplicate events.
+    or deleted before it is committed, so retries neither lose nor duplicate events. After a
+    part batch the stream loop waits `linger_ms` (IGRIS_AUDIT_WRITER_LINGER_MS) before reading
+    again.
     """
+    if linger_ms is None:
+        linger_ms = int(settings.IGRIS_AUDIT_WRITER_LINGER_MS)
     if hotstate is None:
         from governance.hotstate import get_hotstate
 
@@ -492,7 +506,7 @@ async def run_forever(
     log.info("audit writer %s started", drainer.consumer)
     await asyncio.gather(
         _outbox_loop(publisher.offer, stop, batch, outbox_idle_s),
-        _stream_loop(drainer, stop, stream_block_ms, claim_every_s),
+        _stream_loop(drainer, stop, stream_block_ms, claim_every_s, linger_ms / 1000),
         publisher.run(stop),
     )
     log.info(

@@ -509,3 +509,41 @@ async def test_run_forever_drains_outbox_and_stream_until_stopped(
     assert sorted(m["seq"] for m in messages) == [1, 2, 3]
     assert failures == [1]
     assert (await sync_to_async(verify_chain)(acme.id)).ok
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_after_a_part_batch_the_writer_lingers_so_a_trickle_is_stored_together(
+    redis_hotstate, empty_audit_tables_after, monkeypatch
+):
+    hs, org = redis_hotstate, uuid.uuid4()
+    real, batches = writer._written_in_transaction, []
+
+    def counting(batch, insert):
+        batches.append(batch.result.consumed)
+        return real(batch, insert)
+
+    monkeypatch.setattr(writer, "_written_in_transaction", counting)
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_forever(stop, hotstate=hs, outbox_idle_s=0.05, stream_block_ms=100, linger_ms=1500)
+    )
+    try:
+        await append(hs, [tool_call(org, n=0)])
+        async with asyncio.timeout(10):
+            while batches != [1]:
+                await asyncio.sleep(0.01)
+        # The writer now lingers after that part batch: four calls trickling in meanwhile (each
+        # would be a batch of its own to a writer blocked on the stream) are stored as one.
+        for n in range(1, 5):
+            await append(hs, [tool_call(org, n=n)])
+            await asyncio.sleep(0.05)
+        async with asyncio.timeout(10):
+            while sum(batches) < 5:
+                await asyncio.sleep(0.01)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert batches == [1, 4]
+    events = await sync_to_async(chain_of)(org)
+    assert [e.data["n"] for e in events] == [0, 1, 2, 3, 4]
+    assert_chained(events)
