@@ -312,6 +312,20 @@ async def append(hotstate, envelopes) -> list[str]:
     )
 
 
+def record_writes(monkeypatch, *, fail_first: bool = False) -> list[int]:
+    """Patch the writer's batch write to record each batch's size (and fail the first)."""
+    real, sizes = writer._written_in_transaction, []
+
+    def recording(batch, insert):
+        sizes.append(batch.result.consumed)
+        if fail_first and len(sizes) == 1:
+            raise DatabaseError("connection lost")
+        return real(batch, insert)
+
+    monkeypatch.setattr(writer, "_written_in_transaction", recording)
+    return sizes
+
+
 async def nothing_pending(hotstate) -> bool:
     claimed = await hotstate.stream_pending_claim(
         AUDIT_STREAM, GROUP, "inspector", min_idle_ms=0, count=1000
@@ -423,15 +437,7 @@ async def test_a_failed_batch_is_retried_without_loss_or_duplicates(
     hs, org = redis_hotstate, uuid.uuid4()
     envelopes = [tool_call(org, n=n) for n in range(3)]
     await append(hs, envelopes)
-    real, calls = writer._written_in_transaction, []
-
-    def flaky(batch, insert):
-        calls.append(batch.result.consumed)
-        if len(calls) == 1:
-            raise DatabaseError("connection lost")
-        return real(batch, insert)
-
-    monkeypatch.setattr(writer, "_written_in_transaction", flaky)
+    calls = record_writes(monkeypatch, fail_first=True)
     drainer = StreamDrainer(hs, consumer="writer-1")
     with pytest.raises(DatabaseError):
         await drainer.read_once()
@@ -454,15 +460,7 @@ async def test_a_write_failing_while_the_next_batch_is_read_loses_and_repeats_no
     hs, org = redis_hotstate, uuid.uuid4()
     envelopes = [tool_call(org, n=n) for n in range(7)]
     await append(hs, envelopes)
-    real, calls = writer._written_in_transaction, []
-
-    def flaky(batch, insert):
-        calls.append(batch.result.consumed)
-        if len(calls) == 1:
-            raise DatabaseError("connection lost")
-        return real(batch, insert)
-
-    monkeypatch.setattr(writer, "_written_in_transaction", flaky)
+    calls = record_writes(monkeypatch, fail_first=True)
     drainer = StreamDrainer(hs, consumer="writer-1", batch=3)
     assert await drainer.pump() == 3  # batch 1 is being written
     with pytest.raises(DatabaseError):
@@ -516,13 +514,7 @@ async def test_after_a_part_batch_the_writer_lingers_so_a_trickle_is_stored_toge
     redis_hotstate, empty_audit_tables_after, monkeypatch
 ):
     hs, org = redis_hotstate, uuid.uuid4()
-    real, batches = writer._written_in_transaction, []
-
-    def counting(batch, insert):
-        batches.append(batch.result.consumed)
-        return real(batch, insert)
-
-    monkeypatch.setattr(writer, "_written_in_transaction", counting)
+    batches = record_writes(monkeypatch)
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_forever(stop, hotstate=hs, outbox_idle_s=0.05, stream_block_ms=100, linger_ms=1500)
