@@ -67,6 +67,7 @@ from compliance.audit.writer import (  # noqa: E402
     drain_stream,
 )
 from governance.events import AUDIT_STREAM, Actor, Envelope  # noqa: E402
+from governance.gctune import tune_gc  # noqa: E402
 from governance.hotstate import RedisHotState  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "audit_writer.json"
@@ -313,7 +314,7 @@ def main() -> None:
     n = args.n
     db = settings.DATABASES["default"]
     db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench"
-    writer.tune_gc()  # as run_audit_writer does
+    tune_gc()  # as run_audit_writer does
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     original = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:

@@ -146,7 +146,10 @@ class Dispatcher:
                 return
 
     async def _startup(self) -> None:
+        from governance.gctune import tune_gc
         from igris_project.background import start_background
+
+        tune_gc()  # everything imported by now stays out of the collector's way
 
         self._background = await start_background()
         if self.proxy is not None and hasattr(self.proxy, "startup"):

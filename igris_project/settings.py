@@ -390,6 +390,9 @@ IGRIS_AUDIT_STREAM_MAX_BACKLOG = env_int("IGRIS_AUDIT_STREAM_MAX_BACKLOG", 1_000
 # After a part batch the audit writer waits this long before reading the stream again, so a
 # steady trickle of calls is stored in batches of several events (each batch costs a transaction).
 IGRIS_AUDIT_WRITER_LINGER_MS = env_int("IGRIS_AUDIT_WRITER_LINGER_MS", 10)
+# Young-generation threshold of the collector in web workers and the audit writer
+# (governance/gctune.py); 0 keeps CPython's defaults.
+IGRIS_GC_YOUNG_THRESHOLD = env_int("IGRIS_GC_YOUNG_THRESHOLD", 50_000)
 # Live event feed (SSE and websocket).
 IGRIS_LIVE_HEARTBEAT_S = env_int("IGRIS_LIVE_HEARTBEAT_S", 15)
 IGRIS_LIVE_QUEUE_LIMIT = env_int("IGRIS_LIVE_QUEUE_LIMIT", 1000)

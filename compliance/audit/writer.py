@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import json
 import logging
 import os
@@ -132,21 +131,6 @@ def drain_outbox(batch: int = 500) -> int:
 
 
 # --- the hot-state stream ---------------------------------------------------------------------
-
-
-def tune_gc() -> None:
-    """Collector settings for a process that runs the writer loop.
-
-    Each event allocates a few dozen short-lived containers, so CPython's default (a young
-    collection every 700 allocations, each one also walking the survivors of startup) costs
-    the writer more than the JSON work: measured on the bench machine, parsing a 1 KB envelope
-    took 13 us with the defaults and 5 us with these. Startup objects are frozen out of the
-    collector's sight and the young generation is collected every 50,000 allocations; cycles
-    still get collected, only in larger steps.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def consumer_name() -> str:

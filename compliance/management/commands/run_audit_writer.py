@@ -10,7 +10,8 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from compliance.audit.writer import CLAIM_MIN_IDLE_MS, run_forever, run_once, tune_gc
+from compliance.audit.writer import CLAIM_MIN_IDLE_MS, run_forever, run_once
+from governance.gctune import tune_gc
 from governance.hotstate import close_hotstate
 
 
