@@ -15,9 +15,17 @@ publishes each to `live:<org>`; igris fans each out to every SSE connection. Lat
   (igris' share: Redis -> hub -> 200 connections; the target is p99 <= 100 ms);
 - commit_to_receipt: the writer's commit of the event's batch -> receipt;
 - append_to_receipt: the proxy-side stream append -> receipt (the whole path, writer included);
-- baseline_publish_to_receipt: PUBLISH -> a direct redis.asyncio subscriber.
+- baseline_publish_to_receipt: PUBLISH -> a direct redis.asyncio subscriber;
+- first_receipt_per_event / last_receipt_per_event: per event, its first and last connection's
+  publish_to_receipt. A high first receipt is a stall of the whole process before the fan-out
+  began (it was full garbage collections, 100+ ms here); the last is the fan-out's own length.
 
     .venv/bin/python bench/live_feed.py [-n 200] [--subscribers 200] [--rate 20] [--skip-migrate]
+        [--profile PATH]
+
+`--profile PATH` serves igris under cProfile (CPU time of its event-loop thread) while the events
+are published and writes the stats to PATH: `python -m pstats PATH`. The database and Redis are
+bench/common.py's: IGRIS_BENCH_DATABASE_URL and IGRIS_BENCH_REDIS_URL.
 
 Writes bench/results/live_feed.json.
 """
@@ -28,7 +36,11 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -115,8 +127,12 @@ async def _subscribe(spec: dict[str, Any]) -> dict[str, Any]:
 def subscriber_main(spec_json: str) -> int:
     import uvloop
 
-    result = uvloop.run(_subscribe(json.loads(spec_json)))
-    print("@result " + json.dumps(result), flush=True)
+    spec = json.loads(spec_json)
+    result = uvloop.run(_subscribe(spec))
+    # Through a file: as a ~300 KB stdout line it came out cut short in some runs (the reader,
+    # on uvloop, lost what was still buffered when the process exited).
+    Path(spec["result_path"]).write_text(json.dumps(result))
+    print("@result", flush=True)
     return 0
 
 
@@ -133,7 +149,7 @@ async def _start_subscribers(specs: list[dict[str, Any]]) -> list[asyncio.subpro
                 "subscribe",
                 json.dumps(spec),
                 stdout=asyncio.subprocess.PIPE,
-                limit=1 << 26,  # the result line holds every receipt time
+                limit=1 << 20,
                 cwd=common.ROOT,
                 start_new_session=True,
             )
@@ -153,13 +169,16 @@ async def _line(proc: asyncio.subprocess.Process, prefix: str, timeout_s: float)
                 return line[len(prefix) :].strip()
 
 
-async def _measure(args: argparse.Namespace, org_id: str, key: str, port: int) -> dict[str, Any]:
+async def _measure(
+    args: argparse.Namespace, org_id: str, key: str, port: int, igris_pid: int
+) -> dict[str, Any]:
     from compliance.audit.writer import StreamDrainer, live_message
     from governance.events import AUDIT_STREAM, Actor, Envelope
     from governance.hotstate import RedisHotState
 
     prefix = args.prefix
     hs = RedisHotState(common.REDIS_URL, prefix)
+    scratch = Path(tempfile.mkdtemp(prefix="igris-live-feed-"))
     per_proc = [args.subscribers // args.procs] * args.procs
     for i in range(args.subscribers % args.procs):
         per_proc[i] += 1
@@ -172,9 +191,9 @@ async def _measure(args: argparse.Namespace, org_id: str, key: str, port: int) -
             "timeout_s": args.n / args.rate + 90,
             "redis_url": common.REDIS_URL,
             "channel": f"{prefix}ch:live:{org_id}",
+            "result_path": str(scratch / f"subscriber-{i}.json"),
         }
-        for n in per_proc
-        if n
+        for i, n in enumerate(n for n in per_proc if n)
     ]
     procs = await _start_subscribers(specs)
     appended: dict[str, int] = {}
@@ -202,6 +221,8 @@ async def _measure(args: argparse.Namespace, org_id: str, key: str, port: int) -
     try:
         for proc in procs:
             await _line(proc, "@ready", 120)
+        if args.profile:
+            os.kill(igris_pid, signal.SIGUSR1)
         writer = asyncio.create_task(write_forever())
         actor = Actor(kind="api_key", id=None, label="bench")
         interval = 1.0 / args.rate
@@ -220,14 +241,30 @@ async def _measure(args: argparse.Namespace, org_id: str, key: str, port: int) -
         stop.set()
         async with asyncio.timeout(60):
             await writer
-        results = [json.loads(await _line(proc, "@result", 180)) for proc in procs]
+        results = []
+        for proc, spec in zip(procs, specs, strict=True):
+            await _line(proc, "@result", 180)
+            results.append(json.loads(Path(spec["result_path"]).read_text()))
+        if args.profile:
+            await _dump_profile(igris_pid, Path(args.profile))
     finally:
         for proc in procs:
             if proc.returncode is None:
                 proc.kill()
             await proc.wait()
         await hs.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     return _report(args, results, appended, published, committed, id_to_seq)
+
+
+async def _dump_profile(pid: int, out: Path) -> None:
+    """Stop the profiler of the igris process and wait for its stats file (before it stops)."""
+    before = out.stat().st_mtime_ns if out.exists() else None
+    os.kill(pid, signal.SIGUSR2)
+    async with asyncio.timeout(30):
+        while not out.exists() or out.stat().st_mtime_ns == before:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # dump_stats writes in one go; let it finish
 
 
 def _report(
@@ -240,6 +277,7 @@ def _report(
 ) -> dict[str, Any]:
     append_by_seq = {id_to_seq[i]: t for i, t in appended.items() if i in id_to_seq}
     pub, commit, append, base = [], [], [], []
+    by_event: dict[int, list[int]] = {}  # seq -> publish_to_receipt of every connection
     missing = duplicates = out_of_order = 0
     connections = 0
     for result in results:
@@ -253,6 +291,7 @@ def _report(
             for seq, t in pairs:
                 if seq in published:
                     pub.append(t - published[seq])
+                    by_event.setdefault(seq, []).append(t - published[seq])
                     commit.append(t - committed[seq])
                     append.append(t - append_by_seq[seq])
         flat = result["baseline"]
@@ -278,6 +317,11 @@ def _report(
         "out_of_order": out_of_order,
         "failures": [f for r in results for f in r["failures"]][:20],
         "publish_to_receipt": summary,
+        # Per event: its first connection's receipt (a high one means igris or the machine
+        # stalled, e.g. a garbage collection pause, before the fan-out began) and its last one
+        # (the fan-out to every connection done).
+        "first_receipt_per_event": common.latency_summary([min(v) for v in by_event.values()]),
+        "last_receipt_per_event": common.latency_summary([max(v) for v in by_event.values()]),
         "commit_to_receipt": common.latency_summary(commit),
         "append_to_receipt": end_to_end,
         "baseline_publish_to_receipt": common.latency_summary(base),
@@ -300,6 +344,12 @@ def main() -> int:
     parser.add_argument("--procs", type=int, default=4, help="subscriber processes")
     parser.add_argument("--rate", type=float, default=20.0, help="events per second")
     parser.add_argument("--skip-migrate", action="store_true")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="serve igris under cProfile (event-loop thread CPU time) while events are "
+        "published, and write the stats to PATH (pstats format); latencies are then inflated",
+    )
     args = parser.parse_args()
     args.prefix = common.new_prefix()
     report: dict[str, Any] = {
@@ -313,13 +363,18 @@ def main() -> int:
     stack = common.Stack(args.prefix)
     try:
         seeded = common.seed({}, extra_scopes=("read",))
-        igris, port = stack.igris(workers=1)
+        if args.profile:
+            igris, port = stack.igris_profiled(Path(args.profile).resolve())
+        else:
+            igris, port = stack.igris(workers=1)
         import uvloop
 
         cpu_before = common.cpu_seconds(common.process_tree(igris.pid))
         started = time.monotonic()
         try:
-            report.update(uvloop.run(_measure(args, seeded.org_id, seeded.api_key, port)))
+            report.update(
+                uvloop.run(_measure(args, seeded.org_id, seeded.api_key, port, igris.pid))
+            )
             elapsed = time.monotonic() - started
             cpu = common.cpu_seconds(common.process_tree(igris.pid)) - cpu_before
             report["igris_cpu"] = {"seconds": round(cpu, 2), "cores": round(cpu / elapsed, 2)}

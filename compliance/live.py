@@ -17,7 +17,8 @@ Per-process fan-out (`LiveHub`): one subscription per organisation, shared by th
 connections, instead of one Redis connection per subscriber. Slow consumers: each connection
 buffers at most `IGRIS_LIVE_QUEUE_LIMIT` (1,000) events; past that it gets a final `overflow`
 event (`{"reason": "slow consumer", "last_seq": n}`) and is closed, so memory stays bounded; the
-client resumes from `last_seq`.
+client resumes from `last_seq`. A send the client does not take within `IGRIS_LIVE_SEND_TIMEOUT_S`
+ends the connection too; one with nothing sent for `IGRIS_LIVE_HEARTBEAT_S` gets a heartbeat.
 
 Authentication: `Authorization: Bearer ig_…` with scope `read` (never a key in the URL: URLs end
 up in logs). Websockets also accept the console session cookie when the `Origin` is this site's
@@ -40,6 +41,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -72,6 +74,7 @@ BACKLOG_CHUNK = 500
 SEND_TIMEOUT_S = 30.0
 RETRY_MS = 2000
 MAX_TYPES = 20
+TIMER_SLACK_S = 0.001  # libuv's timers tick in milliseconds: one may fire that much early
 
 
 # --- events and filters -------------------------------------------------------------------------
@@ -194,7 +197,11 @@ stored_events = _closing(_stored)
 
 
 class Feed:
-    """One connection's buffer of live events, filled by the hub, drained by its LiveStream."""
+    """One connection's buffer of live events, filled by the hub, drained by its LiveStream.
+
+    A wait leaves one future and no timer behind (the heartbeat is the SendClock's): the ~7
+    objects per connection that each wake-up left waiting (Event future, timeout, timer handle,
+    coroutines) drove the collector into full collections of 100+ ms (bench/live_feed.py)."""
 
     def __init__(self, org_id: str, limit: int) -> None:
         self.org_id = org_id
@@ -203,8 +210,10 @@ class Feed:
         self.dropped = False  # overflowed while replaying: harmless, the table has them
         self.overflowed = False  # overflowed while live: the connection ends
         self.failed = False  # the hub's subscription broke
+        self.beat = False  # nothing was sent for a heartbeat interval
         self._items: collections.deque[LiveEvent] = collections.deque()
-        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, event: LiveEvent) -> None:
         if self.overflowed or self.failed:
@@ -215,27 +224,110 @@ class Feed:
                 self.dropped = True
             else:
                 self.overflowed = True
-                self._wake.set()
+                self._wake()
             return
         self._items.append(event)
-        self._wake.set()
+        self._wake()
 
     def fail(self) -> None:
         self.failed = True
-        self._wake.set()
+        self._wake()
 
-    async def take(self, timeout: float) -> list[LiveEvent] | None:
-        """Everything buffered, waiting up to `timeout` for something; None on timeout."""
-        if not self._items and not (self.overflowed or self.failed):
-            self._wake.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-            except TimeoutError:
-                return None
+    def heartbeat(self) -> None:
+        self.beat = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def wait(self) -> asyncio.Future[None] | None:
+        """None if there is something to handle, else a future to await until there is."""
+        if self._items or self.beat or self.overflowed or self.failed:
+            return None
+        self._waiter = self._loop.create_future()
+        return self._waiter
+
+    def take(self) -> list[LiveEvent]:
         batch = list(self._items)
         self._items.clear()
         return batch
+
+
+class SendClock:
+    """One connection's send timeout and heartbeat, on one timer re-armed lazily.
+
+    `asyncio.timeout` around every send and every wait armed and cancelled two timers per event
+    per connection (a third of the fan-out's CPU). Here a send only notes when it started and
+    ended; the timer, when it fires, works out from those notes whether a send is stuck (its
+    task is cancelled and the send raises TimeoutError, as under `asyncio.timeout`), a
+    heartbeat is due (nothing sent for `heartbeat_s`), or it is early and re-arms itself."""
+
+    def __init__(self, heartbeat_s: float, timeout_s: float) -> None:
+        self.heartbeat_s, self.timeout_s = heartbeat_s, timeout_s
+        self._loop = asyncio.get_running_loop()
+        self._on_idle: Callable[[], None] | None = None
+        self._last_sent = self._loop.time()
+        self._sending_since: float | None = None
+        self._sender: asyncio.Task[Any] | None = None
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = math.inf
+
+    async def send(self, send: Send, message: dict[str, Any]) -> None:
+        self._sending_since = self._loop.time()
+        self._sender, self._expired = asyncio.current_task(), False
+        self._arm(self._sending_since + self.timeout_s)  # a no-op when an earlier one is set
+        try:
+            await send(message)
+        except asyncio.CancelledError:
+            if self._expired and self._sender is not None and self._sender.uncancel() == 0:
+                raise TimeoutError("the client did not take the stream's data in time") from None
+            raise
+        finally:
+            self._sending_since = None
+            self._last_sent = self._loop.time()
+            if self._on_idle is not None:
+                self._arm(self._last_sent + self.heartbeat_s)  # after a long send, if needed
+
+    def heartbeats(self, on_idle: Callable[[], None]) -> None:
+        """Call `on_idle` whenever nothing was sent for `heartbeat_s`, until `stop`."""
+        self._on_idle = on_idle
+        self._arm(self._last_sent + self.heartbeat_s)
+
+    def stop(self) -> None:
+        self._on_idle = None
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle, self._at = None, math.inf
+
+    def _arm(self, at: float) -> None:
+        if at >= self._at:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle, self._at = self._loop.call_at(at, self._fire), at
+
+    def _fire(self) -> None:
+        self._handle, self._at = None, math.inf
+        now = self._loop.time() + TIMER_SLACK_S
+        if self._sending_since is not None:
+            due = self._sending_since + self.timeout_s
+            if now < due:
+                self._arm(due)
+            elif self._sender is not None and not self._sender.done():
+                self._expired = True
+                self._sender.cancel()
+            return
+        if self._on_idle is None:
+            return
+        due = self._last_sent + self.heartbeat_s
+        if now < due:
+            self._arm(due)
+            return
+        self._on_idle()
+        self._arm(self._loop.time() + self.heartbeat_s)
 
 
 class _Channel:
@@ -323,6 +415,8 @@ def get_hub() -> LiveHub:
 
 
 class Sink(Protocol):
+    clock: SendClock  # times every send of the sink
+
     async def events(self, events: Sequence[LiveEvent]) -> None: ...
 
     async def heartbeat(self) -> None: ...
@@ -380,6 +474,7 @@ class LiveStream:
         self.pos = self.head if self.since is None else min(self.since, self.head)
 
     def close(self) -> None:
+        self.sink.clock.stop()
         get_hub().leave(self.feed)
 
     async def run(self) -> None:
@@ -414,22 +509,29 @@ class LiveStream:
 
     async def _live(self) -> None:
         loop = asyncio.get_running_loop()
+        feed = self.feed
         next_check = loop.time() + self.options.heartbeat_s
+        self.sink.clock.heartbeats(feed.heartbeat)
         while True:
-            batch = await self.feed.take(self.options.heartbeat_s)
-            if self.feed.overflowed:
+            waiter = feed.wait()
+            if waiter is not None:
+                await waiter
+            if feed.overflowed:
                 await self.sink.overflow(self.pos)
                 return
-            if self.feed.failed:
+            if feed.failed:
                 return
             if self.still_allowed is not None and loop.time() >= next_check:
                 # A revoked or expired key loses its feed within a heartbeat interval.
                 if not await self.still_allowed():
                     return
                 next_check = loop.time() + self.options.heartbeat_s
-            if batch is None:
-                await self.sink.heartbeat()
-                continue
+            batch = feed.take()
+            if feed.beat:
+                feed.beat = False
+                if not batch:
+                    await self.sink.heartbeat()
+                    continue
             out: list[LiveEvent] = []
             for event in batch:
                 if event.seq <= self.pos:
@@ -438,15 +540,15 @@ class LiveStream:
                     if out:
                         await self.sink.events(out)
                         out = []
-                    self.feed.replaying = True
+                    feed.replaying = True
                     await self._replay(event.seq - 1)
-                    self.feed.replaying = False
+                    feed.replaying = False
                 if self.filter.matches(event):
                     out.append(event)
                 self.pos = event.seq
             if out:
                 await self.sink.events(out)
-            if self.feed.dropped:
+            if feed.dropped:
                 await self._catch_up(await head_seq(self.org_id))
 
 
@@ -626,15 +728,15 @@ async def _websocket_principal(
 
 
 class _SseSink:
-    def __init__(self, send: Send, timeout_s: float) -> None:
-        self._send, self._timeout_s = send, timeout_s
+    def __init__(self, send: Send, clock: SendClock) -> None:
+        self._send, self.clock = send, clock
 
     async def _body(self, body: bytes) -> None:
-        async with asyncio.timeout(self._timeout_s):
-            await self._send({"type": "http.response.body", "body": body, "more_body": True})
+        message = {"type": "http.response.body", "body": body, "more_body": True}
+        await self.clock.send(self._send, message)
 
     async def events(self, events: Sequence[LiveEvent]) -> None:
-        await self._body(b"".join(event.frame for event in events))
+        await self._body(events[0].frame if len(events) == 1 else b"".join(e.frame for e in events))
 
     async def heartbeat(self) -> None:
         await self._body(b": heartbeat\n\n")
@@ -670,7 +772,7 @@ async def sse_application(scope: Scope, receive: Receive, send: Send) -> None:
     """`GET /api/v1/events`: text/event-stream, `id: <seq>`, `event: <kind>`, JSON data."""
     headers = _headers(scope)
     options = Options.from_settings()
-    sink = _SseSink(send, options.send_timeout_s)
+    sink = _SseSink(send, SendClock(options.heartbeat_s, options.send_timeout_s))
     try:
         if scope.get("method") != "GET":
             raise _Problem(405, "method_not_allowed", "Use GET.")
@@ -709,13 +811,12 @@ CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 registry: the server is overloaded (our
 
 
 class _WebsocketSink:
-    def __init__(self, send: Send, timeout_s: float) -> None:
-        self._send, self._timeout_s = send, timeout_s
+    def __init__(self, send: Send, clock: SendClock) -> None:
+        self._send, self.clock = send, clock
         self.close_code = CLOSE_NORMAL
 
     async def _text(self, text: str) -> None:
-        async with asyncio.timeout(self._timeout_s):
-            await self._send({"type": "websocket.send", "text": text})
+        await self.clock.send(self._send, {"type": "websocket.send", "text": text})
 
     async def events(self, events: Sequence[LiveEvent]) -> None:
         for event in events:
@@ -736,7 +837,7 @@ async def websocket_application(scope: Scope, receive: Receive, send: Send) -> N
         return
     headers = _headers(scope)
     options = Options.from_settings()
-    sink = _WebsocketSink(send, options.send_timeout_s)
+    sink = _WebsocketSink(send, SendClock(options.heartbeat_s, options.send_timeout_s))
     try:
         org_id, still_allowed = await _websocket_principal(headers)
         feed_filter, since = _parameters(scope, headers)

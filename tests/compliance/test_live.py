@@ -333,6 +333,57 @@ async def test_a_revoked_key_loses_its_feed(igris, settings, acme, alice):
     assert ended
 
 
+async def _never_taken(message: dict) -> None:
+    """An ASGI send whose client never takes the data: it waits for the transport to drain."""
+    await asyncio.Event().wait()
+
+
+async def test_a_send_the_client_does_not_take_times_out_and_later_sends_go_on():
+    from compliance.live import SendClock
+
+    sent: list[dict] = []
+
+    async def taken(message: dict) -> None:
+        sent.append(message)
+
+    clock = SendClock(heartbeat_s=30, timeout_s=0.05)
+    await clock.send(taken, {"n": 1})
+    with pytest.raises(TimeoutError):
+        await clock.send(_never_taken, {"n": 2})
+    # The timeout's own cancellation is withdrawn, as asyncio.timeout does: later sends go on and
+    # an outer asyncio.timeout or TaskGroup does not take the task for a cancelled one.
+    assert asyncio.current_task().cancelling() == 0
+    await clock.send(taken, {"n": 3})
+    clock.stop()
+    assert sent == [{"n": 1}, {"n": 3}]
+
+
+async def test_a_send_cancelled_from_outside_stays_cancelled():
+    from compliance.live import SendClock
+
+    clock = SendClock(heartbeat_s=30, timeout_s=30)
+    sending = asyncio.create_task(clock.send(_never_taken, {}))
+    await asyncio.sleep(0.05)
+    sending.cancel()  # the client left: not a timeout
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    clock.stop()
+
+
+async def test_the_send_clock_asks_for_heartbeats_until_stopped():
+    from compliance.live import SendClock
+
+    beats: asyncio.Queue[None] = asyncio.Queue()
+    clock = SendClock(heartbeat_s=0.05, timeout_s=30)
+    clock.heartbeats(lambda: beats.put_nowait(None))
+    for _ in range(2):
+        await asyncio.wait_for(beats.get(), 10)
+    clock.stop()
+    left = beats.qsize()
+    await asyncio.sleep(0.3)
+    assert beats.qsize() == left
+
+
 def _dechunk(raw: bytes) -> bytes:
     """An HTTP/1.1 chunked body as bytes."""
     out, rest = b"", raw
