@@ -389,7 +389,9 @@ IGRIS_PROXY_BODY_TIMEOUT_S = env_int("IGRIS_PROXY_BODY_TIMEOUT_S", 30)
 IGRIS_AUDIT_STREAM_MAX_BACKLOG = env_int("IGRIS_AUDIT_STREAM_MAX_BACKLOG", 1_000_000)
 # After a part batch the audit writer waits this long before reading the stream again, so a
 # steady trickle of calls is stored in batches of several events (each batch costs a transaction).
-IGRIS_AUDIT_WRITER_LINGER_MS = env_int("IGRIS_AUDIT_WRITER_LINGER_MS", 10)
+# Measured (writer CPU per event at 1,000 events/s): 631 us without, 392 us at 10 ms, 241 us at
+# 20 ms (batches of 22 events instead of 4).
+IGRIS_AUDIT_WRITER_LINGER_MS = env_int("IGRIS_AUDIT_WRITER_LINGER_MS", 20)
 # Young-generation threshold of the collector in web workers and the audit writer
 # (governance/gctune.py); 0 keeps CPython's defaults.
 IGRIS_GC_YOUNG_THRESHOLD = env_int("IGRIS_GC_YOUNG_THRESHOLD", 50_000)

@@ -50,9 +50,11 @@ from governance.events import SYSTEM
 
 log = logging.getLogger("igris.audit.writer")
 
-# At or above this many rows a PostgreSQL batch is written with COPY instead of INSERT. Measured
-# (bench machine, loaded): the same below ~10 rows, COPY 2-3x faster from 50 rows per batch.
-COPY_MIN_ROWS = 20
+# At or above this many rows a PostgreSQL batch is written with COPY instead of INSERT. COPY sends
+# the values already encoded; the ORM's INSERT prepares every field of every row again. Measured
+# (writer process CPU per event, 1,000 events/s arriving, batches of about 4): COPY 361 us, ORM
+# INSERT 514 us; from 50 rows COPY is 2-3x faster. So COPY from the first row.
+COPY_MIN_ROWS = 1
 MALFORMED_TYPE = "audit.malformed"
 # uuid5 namespace for the ids of malformed events, derived from where the input came from.
 MALFORMED_NAMESPACE = uuid.UUID("6f0c4f5e-3d7b-5c1e-9a43-1b8e2f0a6d21")
