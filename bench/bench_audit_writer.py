@@ -58,7 +58,8 @@ from django.db import connection, connections, transaction  # noqa: E402
 
 from compliance.audit import writer  # noqa: E402
 from compliance.audit.chain import GENESIS  # noqa: E402
-from compliance.audit.store import Incoming, _insert_copy, _row, chain_entries  # noqa: E402
+from compliance.audit.rows import Incoming, envelope_row  # noqa: E402
+from compliance.audit.store import _insert_copy, chain_entries  # noqa: E402
 from compliance.audit.verify import verify_chain  # noqa: E402
 from compliance.audit.writer import (  # noqa: E402
     LivePublisher,
@@ -166,7 +167,7 @@ def chain_rows(batch: list[dict[str, Any]]) -> list[Any]:
     now = datetime.now(UTC)
     # As the writer gets them: parsed from the stream's JSON text.
     # `batch` as the writer gets it: parsed from the stream's JSON text.
-    entries = [_row(Incoming(e, f"bench:{i}"), now) for i, e in enumerate(batch)]
+    entries = [envelope_row(Incoming(e, f"bench:{i}"), now) for i, e in enumerate(batch)]
     chain_entries(entries, defaultdict(lambda: (0, GENESIS)))
     return entries
 

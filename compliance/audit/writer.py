@@ -3,18 +3,16 @@
 Two inputs, one chain per organisation:
 
 - the `PendingEvent` outbox, filled by governance services in the same transaction as the change
-  they record (`drain_outbox`, synchronous);
+  they record (`drain_outbox`, synchronous, here);
 - the hot-state stream `governance.events.AUDIT_STREAM`, filled by the proxy before it answers a
-  call (DESIGN.md section 3, durability rule); read with consumer group "auditwriter", each entry's
-  field "event" holding the JSON envelope (`drain_stream`, asynchronous).
+  call (DESIGN.md section 3, durability rule), read by compliance/audit/drainer.py.
 
-Each batch is one database transaction: `compliance.audit.store.store_batch` (lock the chain
-heads, skip envelope ids already stored, chain, insert, advance the heads), then delete the
-consumed outbox rows. Stream entries are acknowledged only after that commit, so a crash
-between the two redelivers them and the id check drops the repeats. After commit each stored event
-is published to `live:<org_id>` for the live feed (at most once; the table is the record):
-inline by `drain_stream`/`run_once`, from a separate bounded task (`LivePublisher`) in
-`run_forever`, so one PUBLISH round trip per event never holds up the durable path.
+Each batch is one database transaction (compliance/audit/store.py: lock the chain heads, skip
+envelope ids already stored, chain, insert, advance the heads), then the consumed outbox rows
+are deleted or the stream entries acknowledged, so a crash between the two redelivers them and
+the id check drops the repeats. Stored events then go to the live feed
+(compliance/audit/publish.py). `run_forever` runs both inputs and the live publisher until
+stopped; `run_once` drains what is pending.
 
 An envelope that cannot be stored as it is (not JSON, bad timestamp, NaN, a NUL character
 PostgreSQL refuses, ...) is never dropped: when its organisation is known it is stored as an
@@ -27,49 +25,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
-import os
-import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 
-from compliance.audit.store import (
-    BatchResult,
-    Incoming,
-    InsertMethod,
-    PreparedBatch,
-    prepare_batch,
-    store_batch,
-    write_batch,
+from compliance.audit.drainer import (
+    CLAIM_MIN_IDLE_MS,
+    GROUP,
+    StreamDrainer,
+    consumer_name,
+    drain_stream,
 )
-from compliance.models import audit_envelope
-from governance.events import AUDIT_STREAM
+from compliance.audit.publish import LivePublisher, Publish, live_message, publish_live
+from compliance.audit.rows import Incoming
+from compliance.audit.store import BatchResult, InsertMethod, db_call, store_batch
 
 if TYPE_CHECKING:
-    from governance.hotstate import HotState, StreamEntry
+    from governance.hotstate import HotState
+
+# What callers have imported from here since the writer was one module.
+__all__ = [
+    "CLAIM_MIN_IDLE_MS",
+    "GROUP",
+    "LivePublisher",
+    "StreamDrainer",
+    "append_events",
+    "consumer_name",
+    "drain_outbox",
+    "drain_stream",
+    "live_message",
+    "run_forever",
+    "run_once",
+]
 
 log = logging.getLogger("igris.audit.writer")
-
-GROUP = "auditwriter"
-# An entry another consumer read but has not acknowledged for this long is presumed orphaned
-# (its writer died) and taken over with XAUTOCLAIM.
-CLAIM_MIN_IDLE_MS = 30_000
 
 
 def _stored_in_transaction(items: Sequence[Incoming], insert: InsertMethod) -> BatchResult:
     with transaction.atomic():
         return store_batch(items, insert=insert)
-
-
-def _written_in_transaction(batch: PreparedBatch, insert: InsertMethod) -> BatchResult:
-    with transaction.atomic():
-        return write_batch(batch, insert=insert)
 
 
 def append_events(
@@ -81,17 +79,7 @@ def append_events(
     items = [
         Incoming(payload=e, origin=f"direct:{e.get('id')}", from_json=from_json) for e in envelopes
     ]
-    return len(_db_call(_stored_in_transaction, items, insert).stored)
-
-
-def _db_call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run fn; after a connection failure drop the connection so the next try reconnects."""
-    try:
-        return fn(*args)
-    except (OperationalError, InterfaceError):
-        if not connection.in_atomic_block:
-            connection.close()
-        raise
+    return len(db_call(_stored_in_transaction, items, insert).stored)
 
 
 # --- the outbox -------------------------------------------------------------------------------
@@ -124,266 +112,17 @@ def drain_outbox(batch: int = 500) -> int:
     """
     total = 0
     while True:
-        result = _db_call(_drain_outbox_batch, batch)
+        result = db_call(_drain_outbox_batch, batch)
         total += len(result.stored)
         if not result.consumed:
             return total
-
-
-# --- the hot-state stream ---------------------------------------------------------------------
-
-
-def consumer_name() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
-
-
-# orjson parses integers beyond 64 bits as floats (json keeps them exact): any run of 19 digits
-# sends the entry to json, as does anything orjson refuses (NaN, lone surrogates, ...), so both
-# parsers give the same values. (Every digit made "0", then one substring search: C speed.)
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"0" * 9)
-_LONG_NUMBER = b"0" * 19
-
-
-def _loads(raw: bytes) -> Any:
-    if _LONG_NUMBER not in bytes(raw).translate(_DIGITS_TO_ZERO):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
-
-
-def _parse_entry(entry_id: str, fields: dict[str, bytes]) -> Incoming:
-    """The envelope in field "event"; anything unreadable is kept raw (stored as malformed)."""
-    origin = f"stream:{entry_id}"
-    raw = fields.get("event")
-    if raw is None:
-        return Incoming(payload={"fields": sorted(fields)}, origin=origin)
-    try:
-        return Incoming(payload=_loads(raw), origin=origin)
-    except (ValueError, RecursionError):
-        return Incoming(payload=bytes(raw), origin=origin)
-
-
-def live_message(row: dict[str, Any]) -> bytes:
-    """What the live feed gets: the event as `AuditEvent.as_envelope()` shows it (seq, hash)."""
-    return orjson.dumps(audit_envelope(row))
-
-
-Publish = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
-
-
-async def publish_live(hotstate: HotState, rows: Sequence[dict[str, Any]]) -> None:
-    """Publish stored events to `live:<org_id>` now; failures are logged, never raised."""
-    if not rows:
-        return
-    try:
-        await hotstate.publish_many([(f"live:{row['org_id']}", live_message(row)) for row in rows])
-    except Exception:
-        log.warning("live feed publish failed for %d events", len(rows), exc_info=True)
-
-
-class LivePublisher:
-    """Publishes stored events to the live feed from its own task, in order.
-
-    Publishing would otherwise stall the durable path; events waiting in the queue go out in
-    pipelined batches (one round trip each). The queue is bounded: when the feed cannot keep up,
-    newer events are dropped from the feed (counted and logged), never from the audit table.
-    """
-
-    def __init__(self, hotstate: HotState, *, limit: int = 50_000) -> None:
-        self.hotstate = hotstate
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(limit)
-        self.published = 0
-        self.dropped = 0
-
-    async def offer(self, rows: Sequence[dict[str, Any]]) -> None:
-        for row in rows:
-            try:
-                self.queue.put_nowait(row)
-            except asyncio.QueueFull:
-                self.dropped += 1
-                if self.dropped % 10_000 == 1:
-                    log.warning("live feed behind: %d events not published", self.dropped)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Publish until `stop` is set and the queue is empty."""
-        while not (stop.is_set() and self.queue.empty()):
-            try:
-                rows = [await asyncio.wait_for(self.queue.get(), 0.2)]
-            except TimeoutError:
-                continue
-            while len(rows) < 500 and not self.queue.empty():
-                rows.append(self.queue.get_nowait())
-            try:
-                await self.hotstate.publish_many(
-                    [(f"live:{row['org_id']}", live_message(row)) for row in rows]
-                )
-                self.published += len(rows)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("live feed publish failed", exc_info=True)
-
-
-class StreamDrainer:
-    """One consumer of the audit stream in group "auditwriter"; counts what it stored."""
-
-    def __init__(
-        self,
-        hotstate: HotState,
-        *,
-        batch: int = 500,
-        consumer: str | None = None,
-        claim_min_idle_ms: int = CLAIM_MIN_IDLE_MS,
-        insert: InsertMethod = "auto",
-        publish: Publish | None = None,
-    ) -> None:
-        self.hotstate = hotstate
-        self.publish: Publish = publish or functools.partial(publish_live, hotstate)
-        self.batch = batch
-        self.consumer = consumer or consumer_name()
-        self.claim_min_idle_ms = claim_min_idle_ms
-        self.insert = insert
-        self.stored = 0
-        self.duplicates = 0
-        self._group_ready = False
-        # Entries read but not stored (the database failed): retried before reading new ones.
-        self._retry: list[StreamEntry] = []
-        self._writing: asyncio.Future[None] | None = None  # the batch being written (pump)
-
-    async def ensure_group(self) -> None:
-        if not self._group_ready:
-            await self.hotstate.stream_ensure_group(AUDIT_STREAM, GROUP, start_id="0")
-            self._group_ready = True
-
-    def group_lost(self) -> None:
-        self._group_ready = False
-
-    async def claim_stale(self) -> int:
-        """Take over and store entries that consumers read but did not acknowledge in time."""
-        await self.ensure_group()
-        handled = 0
-        seen: set[str] = set()
-        while True:
-            entries = await self.hotstate.stream_pending_claim(
-                AUDIT_STREAM,
-                GROUP,
-                self.consumer,
-                min_idle_ms=self.claim_min_idle_ms,
-                count=self.batch,
-            )
-            # Entries left unacknowledged on purpose (unroutable) come back at once when the
-            # idle threshold is 0; seeing only those again means there is nothing more to claim.
-            fresh = [entry for entry in entries if entry[0] not in seen]
-            if not fresh:
-                return handled
-            seen.update(entry_id for entry_id, _ in fresh)
-            log.info("claimed %d unacknowledged audit stream entries", len(fresh))
-            handled += await self.store(fresh)
-            if len(entries) < self.batch:
-                return handled
-
-    async def read_once(self, *, block_ms: int | None = None) -> int:
-        """Store one batch of new entries (a failed batch is retried first); returns entries."""
-        read = await self.pump(block_ms=block_ms)
-        await self.settle()
-        return read
-
-    async def pump(self, *, block_ms: int | None = None) -> int:
-        """Read the next batch (a failed one first) and prepare it while the batch before it is
-        still being written, then start writing it; returns the entries read (0 once nothing
-        new came and everything read before is stored). `settle` waits for the last write.
-
-        Preparing is CPU work and writing mostly waits on PostgreSQL, so the two overlap; the
-        batches are still written, acknowledged and published strictly one after the other.
-        """
-        await self.ensure_group()
-        if self._retry:
-            await self.settle()
-            entries, self._retry = self._retry, []
-        else:
-            entries = await self.hotstate.stream_read_group(
-                AUDIT_STREAM, GROUP, self.consumer, count=self.batch, block_ms=block_ms
-            )
-        if not entries:
-            await self.settle()
-            return 0
-        batch = _prepare(entries)
-        try:
-            await self.settle()
-        except BaseException:
-            self._retry += entries  # after the failed batch, which settle put there
-            raise
-        self._writing = asyncio.ensure_future(self._write(entries, batch))
-        return len(entries)
-
-    async def settle(self) -> None:
-        """Wait for the batch being written; a failure is raised here, its entries kept to be
-        retried first."""
-        writing, self._writing = self._writing, None
-        if writing is not None:
-            await writing
-
-    async def store(self, entries: list[StreamEntry]) -> int:
-        """Store `entries` now, after whatever is being written."""
-        await self.settle()
-        await self._write(entries, _prepare(entries))
-        return len(entries)
-
-    async def _write(self, entries: list[StreamEntry], batch: PreparedBatch) -> None:
-        try:
-            result: BatchResult = await sync_to_async(_db_call)(
-                _written_in_transaction, batch, self.insert
-            )
-        except BaseException:
-            self._retry = entries
-            raise
-        unroutable = set(result.unroutable)
-        for origin in sorted(unroutable):
-            log.error("audit stream entry %s names no organisation; left unacknowledged", origin)
-        done = [entry_id for entry_id, _ in entries if f"stream:{entry_id}" not in unroutable]
-        # Acknowledged only now that the rows are committed: a crash before this line means a
-        # redelivery, which the id check turns into a no-op. The table is now the record, so the
-        # entries are dropped with the same step and the stream stays small (the writer's group
-        # is the stream's only consumer).
-        await self.hotstate.stream_ack_delete(AUDIT_STREAM, GROUP, done)
-        self.stored += len(result.stored)
-        self.duplicates += result.duplicates
-        await self.publish(result.stored)
-
-
-def _prepare(entries: list[StreamEntry]) -> PreparedBatch:
-    return prepare_batch([_parse_entry(entry_id, fields) for entry_id, fields in entries])
-
-
-async def drain_stream(
-    hotstate: HotState,
-    batch: int = 500,
-    *,
-    consumer: str | None = None,
-    claim_min_idle_ms: int = CLAIM_MIN_IDLE_MS,
-    insert: InsertMethod = "auto",
-) -> int:
-    """Claim stale entries, then store new ones until none are left; returns events stored."""
-    drainer = StreamDrainer(
-        hotstate,
-        batch=batch,
-        consumer=consumer,
-        claim_min_idle_ms=claim_min_idle_ms,
-        insert=insert,
-    )
-    await drainer.claim_stale()
-    while await drainer.pump():
-        pass
-    return drainer.stored
 
 
 # --- the loop ---------------------------------------------------------------------------------
 
 
 async def _outbox_batch(publish: Publish, batch: int) -> BatchResult:
-    result: BatchResult = await sync_to_async(_db_call)(_drain_outbox_batch, batch)
+    result: BatchResult = await sync_to_async(db_call)(_drain_outbox_batch, batch)
     await publish(result.stored)
     return result
 

@@ -1,4 +1,4 @@
-"""The writer's batch encoding (compliance/audit/store.py) against the reference encoder.
+"""The writer's batch encoding (compliance/audit/rows.py, store.py) against the reference encoder.
 
 `store` encodes each event's members once and chains by filling prev_hash and seq into a
 template; these properties hold it to chain.py's reference encoder, byte for byte, for any
@@ -16,9 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from compliance.audit import rows as audit_rows
 from compliance.audit import store
 from compliance.audit.chain import CHAINED_FIELDS, GENESIS, encode_reference, link
-from compliance.audit.store import Incoming, MalformedEvent
+from compliance.audit.rows import Incoming, MalformedEvent
 from compliance.models import CALL_FIELDS
 
 ORGS = [str(uuid.uuid4()) for _ in range(3)]
@@ -80,9 +81,9 @@ def chained(items: list[Incoming]) -> list[dict]:
     prepared = []
     for item in items:
         try:
-            prepared.append(store._row(item, RECORDED_AT))
+            prepared.append(audit_rows.envelope_row(item, RECORDED_AT))
         except MalformedEvent as exc:
-            prepared.append(store._malformed_row(item, str(exc), RECORDED_AT))
+            prepared.append(audit_rows.malformed_row(item, str(exc), RECORDED_AT))
     heads: dict[str, tuple[int, str]] = defaultdict(lambda: (0, GENESIS))
     store.chain_entries(prepared, heads)
     return [entry.row for entry in prepared]
@@ -112,7 +113,7 @@ def test_json_columns_go_to_copy_as_text_that_reads_back_to_what_was_hashed(enve
         Incoming(json.loads(json.dumps(envelope)), "stream:1"),
         Incoming(envelope, "direct:1", from_json=False),
     ):
-        entry = store._row(item, RECORDED_AT)
+        entry = audit_rows.envelope_row(item, RECORDED_AT)
         for name, text in entry.json_text.items():
             # jsonb keeps values, not spelling (numbers as exact decimals): what it hands back
             # must encode to the canonical text the hash covered.
@@ -138,7 +139,7 @@ def test_unstorable_json_columns_make_the_event_malformed(data, error):
         "data": data,
     }
     with pytest.raises(MalformedEvent, match=error):
-        store._row(Incoming(envelope, "direct:1", from_json=False), RECORDED_AT)
+        audit_rows.envelope_row(Incoming(envelope, "direct:1", from_json=False), RECORDED_AT)
 
 
 def _same(a, b) -> bool:
@@ -168,7 +169,7 @@ def _same(a, b) -> bool:
 )
 def test_stream_entries_parse_to_what_json_parses(text):
     # The writer parses with orjson where it gives the same values as json, and with json else.
-    from compliance.audit.writer import _loads
+    from compliance.audit.drainer import _loads
 
     raw = text.encode("utf-8", "surrogatepass")
     assert _same(_loads(raw), json.loads(raw))

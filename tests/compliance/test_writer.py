@@ -14,9 +14,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import DatabaseError, connection, connections, transaction
 
-from compliance.audit import writer
+from compliance.audit import drainer, writer
 from compliance.audit.chain import CHAINED_FIELDS, GENESIS, event_hash
-from compliance.audit.store import MALFORMED_TYPE
+from compliance.audit.rows import MALFORMED_TYPE
 from compliance.audit.verify import verify_chain
 from compliance.audit.writer import (
     GROUP,
@@ -314,7 +314,7 @@ async def append(hotstate, envelopes) -> list[str]:
 
 def record_writes(monkeypatch, *, fail_first: bool = False) -> list[int]:
     """Patch the writer's batch write to record each batch's size (and fail the first)."""
-    real, sizes = writer._written_in_transaction, []
+    real, sizes = drainer._written_in_transaction, []
 
     def recording(batch, insert):
         sizes.append(batch.result.consumed)
@@ -322,7 +322,7 @@ def record_writes(monkeypatch, *, fail_first: bool = False) -> list[int]:
             raise DatabaseError("connection lost")
         return real(batch, insert)
 
-    monkeypatch.setattr(writer, "_written_in_transaction", recording)
+    monkeypatch.setattr(drainer, "_written_in_transaction", recording)
     return sizes
 
 
