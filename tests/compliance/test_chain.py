@@ -209,7 +209,7 @@ def test_the_orjson_path_writes_exactly_what_the_reference_encoder_writes(value)
         {"at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)},  # orjson has its own datetime form
         {"id": uuid.UUID(int=7)},
         {"n": 12.0, "m": -0.0, "big": 2**64, "tiny": 1e-7, "huge": 1e22},
-        {"s": "\x00\x1f\"\\ é \u2028 \U0001f600"},
+        {"s": '\x00\x1f"\\ é \u2028 \U0001f600'},
         {1: "non-string key"},
         {"e": Decimal("1.5")},
     ],
