@@ -1,16 +1,16 @@
 """The MCP proxy: a plain ASGI application at /proxy/<server-slug>/mcp (DESIGN.md §2-3).
 
 This module orchestrates only: authentication (proxy.auth), era rules (proxy.eras), sessions
-(proxy.sessions), policy decisions (governance.policy), forwarding (proxy.upstream, behind the
-per-server circuit breakers of proxy.breaker) and audit (proxy.audit). Nothing here touches the
-ORM per call.
+(proxy.sessions), policy decisions (governance.policy), forwarding (proxy.forwarding, over
+proxy.upstream behind the per-server circuit breakers of proxy.breaker), answers without the
+upstream and the audit before any answer (proxy.outcomes), and the standalone GET stream and
+DELETE of a session (proxy.standalone). Nothing here touches the ORM per call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from typing import Any
@@ -26,6 +26,8 @@ from proxy import audit, eras, jsonrpc
 from proxy.anomalies import Detector
 from proxy.auth import AuthFailure, Principal, authenticate
 from proxy.breaker import Breakers, Refusal
+from proxy.exchange import Exchange
+from proxy.forwarding import circuit_open, relay
 from proxy.http import (
     BodyTimeout,
     BodyTooLarge,
@@ -35,29 +37,18 @@ from proxy.http import (
     Send,
     header_map,
     read_body,
-    send_bytes,
 )
 from proxy.http import send_rpc_error as rpc_error
+from proxy.outcomes import Rejection, deny, rate_limited, refuse, state_store_down
 from proxy.runtime import Runtime, ServerConfig
-from proxy.sessions import SessionRecorder, new_session_id
-from proxy.streaming import Exchange, server_error, stream_response
-from proxy.upstream import Upstream, UpstreamError
+from proxy.sessions import SessionRecorder, parse_binding
+from proxy.standalone import stream_or_delete
+from proxy.upstream import Upstream
 from proxy.usage import UsageMeter
 
 log = logging.getLogger("igris.proxy")
 
 POLICED_METHODS = {"tools/call", "resources/read", "prompts/get"}
-# Requests that change nothing upstream: sent again once if a pooled connection broke under them.
-RETRY_SAFE_METHODS = frozenset(
-    {
-        "ping",
-        "server/discover",
-        "tools/list",
-        "prompts/list",
-        "resources/list",
-        "resources/templates/list",
-    }
-)
 # A tool whose description or schema changed after approval (a "rug pull") is refused until an
 # operator approves the change, when the organisation asks for it.
 DRIFT_DENIAL = Decision(
@@ -214,7 +205,7 @@ class ProxyApp:
         if method == "POST":
             await self._post(scope, receive, send, headers, principal, server)
         else:
-            await self._stream_or_delete(method, receive, send, headers, principal, server)
+            await stream_or_delete(self, method, receive, send, headers, principal, server)
 
     # --- POST: one JSON-RPC message -------------------------------------------------------------
 
@@ -363,11 +354,11 @@ class ProxyApp:
                 elif results is None:
                     values, results = await self.hotstate.admit(flag_keys, checks)
         except Exception:
-            await _state_store_down(send, msg.id, "admission")
+            await state_store_down(send, msg.id, "admission")
             return
         flag_values = dict(zip(flag_keys, values, strict=True))
         if not era.modern and session_id:
-            binding = _parse_binding(flag_values.get(flags.session_binding(session_id)))
+            binding = parse_binding(flag_values.get(flags.session_binding(session_id)))
             if (
                 binding is None
                 or binding.get("org") != org.id
@@ -385,7 +376,7 @@ class ProxyApp:
                 for k in flag_keys
                 if k.startswith("kill:") and flag_values.get(k)
             )
-            await self._refuse(send, exchange, state, reason)
+            await refuse(self, send, exchange, state, reason)
             return
         if msg.kind != "request":
             await self._forward(send, exchange, headers, body, decision=None)
@@ -393,34 +384,15 @@ class ProxyApp:
         denied = [r for r in results if not r.allowed]
         if denied:
             retry = max(r.retry_after_s for r in denied)
-            await self._rate_limited(send, exchange, retry)
+            await rate_limited(self, send, exchange, retry)
             return
         if decision is not None and decision.action == "deny":
-            await self._deny(send, exchange, decision)
+            await deny(self, send, exchange, decision)
         else:
             await self._forward(send, exchange, headers, body, decision=decision)
         if msg.method == "tools/call":
             self.usage.count(org.id)
         self.detector.after_call(exchange, decision)
-
-    # --- outcomes without the upstream ---------------------------------------------------
-
-    async def _durable(
-        self, send: Send, exchange: Exchange, event: dict[str, Any], *, forwarded: bool = False
-    ) -> bool:
-        try:
-            await audit.record(self.hotstate, event, embedded=self.embedded_audit)
-            return True
-        except audit.AuditUnavailable:
-            log.exception("audit store unavailable; failing closed")
-            text = (
-                "igris cannot record this call in its audit log, so the upstream's answer is "
-                "withheld."
-                if forwarded
-                else "igris cannot record this call in its audit log, so it was not forwarded."
-            )
-            await rpc_error(send, 503, jsonrpc.AUDIT_UNAVAILABLE, text, id=_msg(exchange).id)
-            return False
 
     async def record_cancelled(
         self, exchange: Exchange, decision: Any, upstream_started: float
@@ -440,66 +412,6 @@ class ProxyApp:
         except audit.AuditUnavailable:
             log.exception("could not record a cancelled call to %s", exchange.server.slug)
 
-    async def _refuse(self, send: Send, exchange: Exchange, state: str, reason: str) -> None:
-        status, code = (
-            (403, jsonrpc.SESSION_KILLED) if state == "killed" else (503, jsonrpc.SESSION_SUSPENDED)
-        )
-        text = f"This session was {state} by an operator" + (f": {reason}" if reason else ".")
-        event = exchange.event(
-            decision="refused",
-            result="error",
-            data={"reason": f"session_{state}", "detail": reason},
-        )
-        if await self._durable(send, exchange, event):
-            await rpc_error(
-                send,
-                status,
-                code,
-                text,
-                id=_msg(exchange).id,
-                data={"state": state, "reason": reason},
-            )
-            self.sessions.note_call(exchange, denied=True, error=False)
-
-    async def _rate_limited(self, send: Send, exchange: Exchange, retry_after_s: float) -> None:
-        retry = max(1, int(retry_after_s + 0.999))
-        event = exchange.event(
-            decision="rate_limited", result="error", data={"retry_after_s": round(retry_after_s, 3)}
-        )
-        if await self._durable(send, exchange, event):
-            await rpc_error(
-                send,
-                429,
-                jsonrpc.RATE_LIMITED,
-                f"Rate limit exceeded; retry after {retry} s.",
-                id=_msg(exchange).id,
-                data={"retry_after_s": retry},
-                headers=[(b"retry-after", str(retry).encode())],
-            )
-            self.sessions.note_call(exchange, denied=True, error=False)
-
-    async def _deny(self, send: Send, exchange: Exchange, decision: Any) -> None:
-        event = exchange.event(decision="deny", result="denied", decision_obj=decision)
-        if not await self._durable(send, exchange, event):
-            return
-        text = exchange.denial_text(decision)
-        if _msg(exchange).method == "tools/call":
-            body = jsonrpc.tool_error_result(
-                _msg(exchange).id,
-                text,
-                modern=exchange.era.modern,
-                meta={"igris/decision": exchange.decision_meta(decision)},
-            )
-        else:
-            body = jsonrpc.error_response(
-                _msg(exchange).id,
-                jsonrpc.FORBIDDEN,
-                text,
-                {"igris/decision": exchange.decision_meta(decision)},
-            )
-        await send_bytes(send, 200, jsonrpc.dumps(body), headers=exchange.response_headers())
-        self.sessions.note_call(exchange, denied=True, error=False)
-
     # --- forwarding ------------------------------------------------------------------------
 
     async def _forward(
@@ -507,353 +419,14 @@ class ProxyApp:
     ) -> None:
         admission = await self.breakers.admit(exchange.server)
         if isinstance(admission, Refusal):
-            await self._circuit_open(send, exchange, admission, decision)
+            await circuit_open(self, send, exchange, admission, decision)
             return
         exchange.circuit_trial = admission
         try:
-            await self._relay(send, exchange, headers, body, decision=decision)
+            await relay(self, send, exchange, headers, body, decision=decision)
         finally:
             if admission:
                 await self.breakers.finish_trial(exchange.server)
-
-    async def _circuit_open(
-        self, send: Send, exchange: Exchange, refusal: Refusal, decision: Any
-    ) -> None:
-        """Fail fast while the upstream's circuit is open; audited like an upstream failure."""
-        msg = _msg(exchange)
-        text, data, retry_header = _circuit_open_error(exchange.server, refusal)
-        if msg.kind != "request":
-            await rpc_error(
-                send, 503, jsonrpc.UPSTREAM_CIRCUIT_OPEN, text, data=data, headers=retry_header
-            )
-            return
-        event = exchange.event(
-            decision=decision.action if decision else "allow",
-            result="upstream_error",
-            decision_obj=decision,
-            data={"error": text, "circuit": "open", "retry_after_s": refusal.retry_after},
-        )
-        if await self._durable(send, exchange, event):
-            await rpc_error(
-                send,
-                503,
-                jsonrpc.UPSTREAM_CIRCUIT_OPEN,
-                text,
-                id=msg.id,
-                data=data,
-                headers=retry_header,
-            )
-            self.sessions.note_call(exchange, denied=False, error=True)
-
-    async def _relay(
-        self, send: Send, exchange: Exchange, headers: dict[str, str], body: bytes, *, decision: Any
-    ) -> None:
-        msg = _msg(exchange)
-        upstream_headers = eras.upstream_headers(headers, exchange.server, exchange.binding)
-        t_up = time.perf_counter()
-        request = asyncio.ensure_future(
-            self.upstream.request(
-                "POST",
-                exchange.server.url,
-                headers=upstream_headers,
-                body=body,
-                connect_timeout_s=exchange.server.connect_timeout_s,
-                total_timeout_s=exchange.server.total_timeout_s,
-                retry_safe=msg.method in RETRY_SAFE_METHODS,
-            )
-        )
-        gone = asyncio.ensure_future(_client_gone(exchange.receive))
-        done, _ = await asyncio.wait({request, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if request not in done:
-            # The client left before the answer: closing our upstream request is the
-            # cancellation the upstream sees (MCP 2026-07-28: closing the stream cancels).
-            request.cancel()
-            with contextlib.suppress(BaseException):
-                await request
-            if msg.kind == "request":
-                await self.record_cancelled(exchange, decision, t_up)
-            raise ClientGone()
-        gone.cancel()
-        with contextlib.suppress(BaseException):
-            await gone
-        try:
-            response = request.result()
-        except UpstreamError as exc:
-            exchange.upstream_ms = (time.perf_counter() - t_up) * 1000
-            await self.breakers.settle(
-                exchange.server, trial=exchange.circuit_trial, error=exc.message
-            )
-            if msg.kind != "request":
-                await rpc_error(send, exc.status, exc.code, exc.message)
-                return
-            event = exchange.event(
-                decision=decision.action if decision else "allow",
-                result="upstream_error",
-                decision_obj=decision,
-                data={"error": exc.message},
-            )
-            if await self._durable(send, exchange, event):
-                await rpc_error(send, exc.status, exc.code, exc.message, id=msg.id)
-                self.sessions.note_call(exchange, denied=False, error=True)
-            return
-        exchange.upstream_status = response.status
-        if msg.kind != "request":
-            # Notifications and client responses: 202 with an empty body when accepted.
-            try:
-                await response.read(self.max_body)
-            except UpstreamError as exc:
-                response.close()
-                await self.breakers.settle(
-                    exchange.server, trial=exchange.circuit_trial, error=exc.message
-                )
-                await rpc_error(send, exc.status, exc.code, exc.message)
-                return
-            response.release()
-            await self.breakers.settle(
-                exchange.server, trial=exchange.circuit_trial, error=server_error(response.status)
-            )
-            await send_bytes(send, response.status, b"", content_type=None)
-            return
-        if msg.method == "initialize" and not exchange.era.modern and response.status == 200:
-            exchange.session_id = new_session_id()
-            binding = {
-                "org": exchange.org.id,
-                "who": exchange.principal.identity,
-                "server": exchange.server.id,
-                "up": response.headers.get("mcp-session-id", ""),
-                "client": exchange.client_info(),
-            }
-            try:
-                await self.hotstate.set_flag(
-                    flags.session_binding(exchange.session_id),
-                    json.dumps(binding),
-                    ttl_s=float(settings.IGRIS_SESSION_TTL_S),
-                )
-            except Exception:
-                response.close()
-                await _state_store_down(send, msg.id, "session binding")
-                return
-        await stream_response(self, send, exchange, response, decision=decision, t_upstream=t_up)
-
-    async def _stream_or_delete(
-        self,
-        method: str,
-        receive: Receive,
-        send: Send,
-        headers: dict[str, str],
-        principal: Principal,
-        server: ServerConfig,
-    ) -> None:
-        version = headers.get("mcp-protocol-version")
-        if version in eras.MODERN_VERSIONS:
-            # Modern era has no standalone stream and no sessions (MCP 2026-07-28).
-            await rpc_error(
-                send,
-                405,
-                jsonrpc.INVALID_REQUEST,
-                f"{method} is not used in protocol {version}.",
-                headers=[(b"allow", b"POST")],
-            )
-            return
-        session_id = headers.get("mcp-session-id")
-        if not session_id:
-            await rpc_error(
-                send, 400, jsonrpc.INVALID_REQUEST, "Bad Request: missing Mcp-Session-Id header."
-            )
-            return
-        keys = [
-            flags.session_binding(session_id),
-            flags.kill_session(session_id),
-            flags.kill_org(principal.org_id),
-            flags.kill_server(server.id),
-        ]
-        if principal.key_id:
-            keys.append(flags.kill_key(principal.key_id))
-        try:
-            values = await self.hotstate.get_flags(keys)
-        except Exception:
-            await _state_store_down(send, None, "flags")
-            return
-        binding = _parse_binding(values[0])
-        if (
-            binding is None
-            or binding.get("who") != principal.identity
-            or binding.get("server") != server.id
-        ):
-            await rpc_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found.")
-            return
-        killed = next((flags.parse_kill(v) for v in values[1:] if v), None)
-        if killed is not None:
-            await rpc_error(
-                send,
-                403 if killed[0] == "killed" else 503,
-                jsonrpc.SESSION_KILLED if killed[0] == "killed" else jsonrpc.SESSION_SUSPENDED,
-                f"This session was {killed[0]} by an operator.",
-            )
-            return
-        upstream_headers = eras.upstream_headers(headers, server, binding)
-        admission = await self.breakers.admit(server)
-        if isinstance(admission, Refusal):
-            text, data, retry_header = _circuit_open_error(server, admission)
-            await rpc_error(
-                send, 503, jsonrpc.UPSTREAM_CIRCUIT_OPEN, text, data=data, headers=retry_header
-            )
-            return
-        try:
-            response = await self.upstream.request(
-                method,
-                server.url,
-                headers=upstream_headers,
-                body=None,
-                connect_timeout_s=server.connect_timeout_s,
-                total_timeout_s=server.total_timeout_s,
-            )
-        except UpstreamError as exc:
-            await self.breakers.settle(server, trial=admission, error=exc.message)
-            await rpc_error(send, exc.status, exc.code, exc.message)
-            return
-        else:
-            # A standalone stream counts once, when it opens: a long silence is normal there.
-            await self.breakers.settle(server, trial=admission, error=server_error(response.status))
-        finally:
-            if admission:
-                await self.breakers.finish_trial(server)
-        if method == "DELETE":
-            try:
-                await response.read(self.max_body)
-            except UpstreamError as exc:
-                response.close()
-                await rpc_error(send, exc.status, exc.code, exc.message)
-                return
-            response.release()
-            if response.status < 300:
-                try:
-                    await self.hotstate.delete_flag(flags.session_binding(session_id))
-                except Exception:
-                    log.warning("could not drop session binding %s", session_id)
-                self.sessions.note_closed(session_id)
-            await send_bytes(send, response.status, b"", content_type=None)
-            return
-        exchange = Exchange(
-            principal=principal,
-            server=server,
-            org=None,
-            msg=None,
-            era=eras.LEGACY_ERA,
-            session_id=session_id,
-            binding=binding,
-            started=time.perf_counter(),
-            request_bytes=0,
-            receive=receive,
-        )
-        await stream_response(
-            self, send, exchange, response, decision=None, t_upstream=time.perf_counter()
-        )
-
-
-class Rejection:
-    """Answers bad input after authentication with its JSON-RPC error, and records it in the
-    organisation's audit log (type mcp_rejected). Nothing was forwarded, so an audit store that
-    is down does not change the answer."""
-
-    def __init__(
-        self, app: ProxyApp, send: Send, principal: Principal, slug: str, server_id: str | None
-    ) -> None:
-        self.app, self.send, self.principal = app, send, principal
-        self.slug, self.server_id = slug, server_id
-
-    async def __call__(
-        self,
-        status: int,
-        code: int,
-        message: str,
-        *,
-        id: Any = None,
-        data: Any = None,
-        method: str | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        event = audit.build_event(
-            org_id=self.principal.org_id,
-            type="mcp_rejected",
-            actor=self.principal.actor(),
-            fields={
-                "server_id": self.server_id,
-                "server_slug": self.slug,
-                "key_id": self.principal.key_id,
-                "method": method,
-                "decision": "rejected",
-                "result": "error",
-            },
-            data={"status": status, "code": code, "reason": message},
-        )
-        try:
-            await audit.record(self.app.hotstate, event, embedded=self.app.embedded_audit)
-        except audit.AuditUnavailable:
-            log.warning("could not record a rejected request (%s %s)", status, code)
-        await rpc_error(self.send, status, code, message, id=id, data=data, headers=headers)
-
-
-_OUTAGE_LOG_EVERY_S = 10.0
-_outage_logged_at = -_OUTAGE_LOG_EVERY_S
-
-
-async def _state_store_down(send: Send, id: Any, what: str) -> None:
-    """Fail closed: without hot state igris can neither check nor record, so nothing is sent on.
-
-    An outage refuses every request: the traceback is logged at most every 10 s, not per call.
-    """
-    global _outage_logged_at
-    now = time.monotonic()
-    if now - _outage_logged_at >= _OUTAGE_LOG_EVERY_S:
-        _outage_logged_at = now
-        log.exception("hot state unavailable (%s); refusing calls until it is back", what)
-    await rpc_error(
-        send,
-        503,
-        jsonrpc.AUDIT_UNAVAILABLE,
-        "igris cannot reach its state store; the call was not forwarded.",
-        id=id,
-        headers=[(b"retry-after", b"1")],
-    )
-
-
-def _circuit_open_error(
-    server: ServerConfig, refusal: Refusal
-) -> tuple[str, dict[str, Any], list[tuple[bytes, bytes]]]:
-    """Message, JSON-RPC error data and Retry-After header of a call refused by the breaker."""
-    retry = refusal.retry_after
-    text = (
-        f"The upstream server '{server.slug}' keeps failing, so igris is not forwarding to it "
-        f"for now (circuit open); retry after {retry} s."
-    )
-    data = {"retry_after_s": retry, "last_error": refusal.last_error}
-    return text, data, [(b"retry-after", str(retry).encode())]
-
-
-async def _client_gone(receive: Receive | None) -> None:
-    """Returns when the client disconnects (the request body has been read already)."""
-    if receive is None:
-        await asyncio.Event().wait()
-        return
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-def _msg(exchange: Exchange) -> jsonrpc.Message:
-    """The request of a POST exchange (GET streams carry none)."""
-    assert exchange.msg is not None
-    return exchange.msg
-
-
-def _parse_binding(value: str | None) -> dict[str, Any] | None:
-    if not value:
-        return None
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
 
 
 def build_proxy_app() -> ProxyApp:

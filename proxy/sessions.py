@@ -7,6 +7,7 @@ upsert per active session (never an ORM call per request).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -21,6 +22,18 @@ log = logging.getLogger("igris.proxy.sessions")
 def new_session_id() -> str:
     # Visible ASCII, cryptographically random (MCP 2025-11-25 transports, session management).
     return "igs_" + secrets.token_urlsafe(24)
+
+
+def parse_binding(value: str | None) -> dict[str, Any] | None:
+    """A legacy session's binding (org, key identity, server, upstream session id, client), as
+    stored in its hot-state flag; None when missing or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 @dataclass
