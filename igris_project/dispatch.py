@@ -16,7 +16,7 @@ from django.db import connection
 
 log = logging.getLogger("igris.asgi")
 
-# The live feed (compliance/live.py): plain ASGI before Django, like the proxy.
+# The live feed (compliance/live/): plain ASGI before Django, like the proxy.
 LIVE_PATHS = frozenset({"/api/v1/events", "/api/v1/events/"})
 WEBSOCKET_LIVE_PATHS = frozenset({"/ws/events", "/ws/events/"})
 

@@ -1,0 +1,28 @@
+"""The live event feed: `GET /api/v1/events` (Server-Sent Events) and `/ws/events` (websocket).
+
+Only persisted events are sent: the audit writer publishes each stored event to the hot-state
+channel `live:<org_id>` after commit, and a reconnecting client's missed events come from the
+audit table itself, so the feed shows exactly what the hash chain holds, in `seq` order, scoped to
+the caller's organisation.
+
+Both are plain ASGI callables (like proxy/app.py), not Channels consumers: neither needs Django's
+request cycle, a channel layer or Channels' consumer dispatch, and sharing one driver
+(`LiveStream`) keeps the SSE and websocket semantics identical.
+
+The modules, bottom up:
+
+- `events`: the events as the feed sends them, the filters, and the audit table reads;
+- `clock`: one connection's send timeout and heartbeat (`SendClock`);
+- `fanout`: one subscription per organisation per process, fanned out to the connections'
+  buffers, and what a slow consumer gets;
+- `stream`: replay then live for one connection, without gap or duplicate;
+- `request`: parameters, authentication and the problem answers;
+- `asgi`: the SSE and websocket applications.
+"""
+
+from __future__ import annotations
+
+from compliance.live.asgi import sse_application, websocket_application
+from compliance.live.clock import SendClock
+
+__all__ = ["SendClock", "sse_application", "websocket_application"]
