@@ -7,34 +7,29 @@ key costs 56 bytes. Clocks come from Redis `TIME` so every process agrees on one
 
 Multi-key scripts (rate_limit_many) assume a single Redis, not Redis Cluster: the keys would need
 a common hash tag there.
+
+The backend's parts live beside this module: the Lua scripts (redis_scripts.py), the connection
+pool (redis_pool.py), the stream operations RedisHotState inherits (redis_streams.py), the pub/sub
+transport of subscriptions (redis_pubsub.py) and the error translation they share
+(redis_common.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import functools
 import math
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import (
     DEFAULT_PREFIX,
-    HotState,
-    HotStateError,
-    HotStateUnavailable,
-    NoSuchGroupError,
     RateCheck,
     RateResult,
-    StreamEntry,
-    StreamFields,
     SubscriptionTransport,
     WindowStats,
     encode_flag_change,
@@ -42,106 +37,11 @@ from .base import (
     gcra_result,
     to_bytes,
 )
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-# Admission: flags first (KEYS[1..n], ARGV[1] = n, ARGV[2..n+1] = 1 for a stop flag), then, unless
-# a stop flag is set, GCRA over the remaining keys, all or nothing (see base.gcra_params for the
-# algorithm); with n = 0 it is plain rate limiting. Times are in microseconds from Redis TIME; the
-# TAT is stored as a whole number with "%.0f" because Lua's tostring keeps only 14 significant
-# digits, too few for epoch microseconds. Returns the flag values, the stop verdict and, per
-# check, verdict, floor(diff) and ceil(TAT - now); Python shapes the result so both backends
-# share it.
-ADMIT = """
-local n = tonumber(ARGV[1])
-local values, stopped = {}, 0
-for i = 1, n do
-  local v = redis.call('GET', KEYS[i])
-  values[i] = v
-  if v and ARGV[1 + i] == '1' then stopped = 1 end
-end
-if stopped == 1 then return {values, 1, {}} end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local stored, tentative, verdicts, diffs = {}, {}, {}, {}
-local all_ok = true
-local m = #KEYS - n
-for j = 1, m do
-  local key = KEYS[n + j]
-  local base = n + 1 + 3 * (j - 1)
-  local interval = tonumber(ARGV[base + 1])
-  local tolerance, cost = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
-  if tentative[key] == nil then
-    local tat = tonumber(redis.call('GET', key)) or now
-    if tat < now then tat = now end
-    stored[key], tentative[key] = tat, tat
-  end
-  local new_tat = tentative[key] + interval * cost
-  local diff = now - (new_tat - tolerance)
-  if diff >= -1 then
-    tentative[key], verdicts[j] = new_tat, 1
-  else
-    verdicts[j], all_ok = 0, false
-  end
-  diffs[j] = diff
-end
-local final = stored
-if all_ok then
-  final = tentative
-  for key, tat in pairs(tentative) do
-    if tat > now then
-      redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
-    end
-  end
-end
-local out = {}
-for j = 1, m do
-  local key = KEYS[n + j]
-  out[#out+1] = verdicts[j]
-  out[#out+1] = math.floor(diffs[j])
-  out[#out+1] = math.ceil(final[key] - now)
-end
-return {values, 0, out}
-"""
-
-# Bucketed window in one hash: field = bucket number (TIME seconds // bucket_s). Old buckets are
-# dropped as they fall out, so the hash holds at most `buckets` fields.
-WINDOW_ADD = """
-local t = redis.call('TIME')
-local bucket_s, n, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local current = math.floor(tonumber(t[1]) / bucket_s)
-local oldest = current - n + 1
-if amount ~= 0 then
-  redis.call('HINCRBY', KEYS[1], current, amount)
-  redis.call('EXPIRE', KEYS[1], bucket_s * (n + 1))
-end
-local counts = {}
-for i = 1, n do counts[i] = 0 end
-local flat = redis.call('HGETALL', KEYS[1])
-for i = 1, #flat, 2 do
-  local b = tonumber(flat[i])
-  if b < oldest then
-    redis.call('HDEL', KEYS[1], flat[i])
-  elseif b <= current then
-    counts[b - oldest + 1] = tonumber(flat[i + 1])
-  end
-end
-return counts
-"""
-
-# SET NX and announce only when it set, so a cooldown that was already running stays silent.
-SET_IF_ABSENT = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('PUBLISH', KEYS[2], ARGV[3])
-  return 1
-end
-return 0
-"""
-
-# A blocking XREADGROUP longer than redis-py's socket timeout (5 s by default) would be cut off
-# as a timeout, so long waits are made of shorter blocking reads.
-BLOCK_CHUNK_MS = 2000
+from .redis_common import _text, _translated
+from .redis_pool import DEFAULT_MAX_CONNECTIONS, _QueueingPool
+from .redis_pubsub import _RedisTransport
+from .redis_scripts import ADMIT, SET_IF_ABSENT, WINDOW_ADD
+from .redis_streams import _RedisStreams
 
 
 def _ms(ttl_s: float) -> int:
@@ -150,139 +50,7 @@ def _ms(ttl_s: float) -> int:
     return max(1, math.ceil(ttl_s * 1000))
 
 
-def _translated(
-    fn: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn redis-py errors into the backend-neutral ones callers handle (fail closed)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise HotStateUnavailable(str(exc)) from exc
-        except ResponseError as exc:
-            if str(exc).startswith("NOGROUP"):
-                raise NoSuchGroupError(str(exc)) from exc
-            raise
-
-    return wrapper
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _payload(fields: StreamFields) -> dict[Any, Any]:
-    return dict(fields)  # redis-py's stubs want a dict keyed by any encodable type
-
-
-def _entries(raw: Any) -> list[StreamEntry]:
-    """(id, {field: value}) pairs from redis-py's stream replies, decoding ids and field names."""
-    return [
-        (entry_id.decode(), {k.decode(): v for k, v in fields.items()})
-        for entry_id, fields in raw or ()
-        if fields is not None
-    ]
-
-
-class _RedisTransport:
-    def __init__(self, client: aioredis.Redis, channels: list[str]) -> None:
-        self._client = client
-        self._channels = channels
-        self._pubsub: Any = None
-        self._early: list[tuple[str, bytes]] = []
-
-    @_translated
-    async def start(self) -> None:
-        self._pubsub = pubsub = self._client.pubsub()
-        try:
-            await pubsub.subscribe(*self._channels)
-            # SUBSCRIBE is only in effect once Redis confirms it; waiting here is what lets the
-            # caller publish right after entering without losing the message.
-            waiting = set(self._channels)
-            async with asyncio.timeout(10):
-                while waiting:
-                    message = await pubsub.get_message(timeout=None)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        waiting.discard(message["channel"].decode())
-                    elif message["type"] == "message":
-                        self._early.append((message["channel"].decode(), message["data"]))
-        except BaseException:
-            await self.close()  # the caller never got a subscription to leave, so free it here
-            raise
-
-    @_translated
-    async def receive(self) -> tuple[str, bytes]:
-        if self._early:
-            return self._early.pop(0)
-        while True:
-            pubsub = self._pubsub
-            if pubsub is None:
-                raise HotStateError("subscription closed")
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=None)
-            if message is not None and message["type"] == "message":
-                return message["channel"].decode(), message["data"]
-
-    async def close(self) -> None:
-        if self._pubsub is not None:
-            # aclose drops the dedicated connection, which ends the subscription server-side.
-            await self._pubsub.aclose()
-            self._pubsub = None
-
-
-# Connections per process. Past it a command waits up to POOL_WAIT_S for one to come free
-# instead of failing at once, so a burst of a few thousand concurrent calls queues for a few
-# milliseconds rather than being refused as a state-store outage.
-DEFAULT_MAX_CONNECTIONS = 256
-POOL_WAIT_S = 5.0
-
-
-class _QueueingPool(aioredis.ConnectionPool):
-    """redis-py's plain pool, which fails at once when every connection is in use, plus a wait
-    for a released one. Its blocking pool waits too, but takes a condition lock and a timeout on
-    every command, which measured about 7% of the proxy's CPU; here only a command that finds
-    the pool exhausted pays for waiting."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + POOL_WAIT_S
-        while True:
-            try:
-                return await super().get_connection()
-            except MaxConnectionsError:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise
-                turn: asyncio.Future[None] = loop.create_future()
-                self._waiters.append(turn)
-                try:
-                    await asyncio.wait_for(turn, remaining)
-                except TimeoutError:
-                    raise MaxConnectionsError(
-                        f"no Redis connection came free within {POOL_WAIT_S:g} s"
-                    ) from None
-                finally:
-                    if not turn.done():
-                        turn.cancel()
-
-    async def release(self, connection: Any) -> None:
-        await super().release(connection)
-        # First come, first served: wake the oldest waiter still waiting.
-        while self._waiters:
-            turn = self._waiters.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                break
-
-
-class RedisHotState(HotState):
+class RedisHotState(_RedisStreams):
     def __init__(
         self, url: str, prefix: str = DEFAULT_PREFIX, *, max_connections: int | None = None
     ) -> None:
@@ -413,113 +181,7 @@ class RedisHotState(HotState):
         args: list[str | int | bytes] = [value, _ms(ttl_s), encode_flag_change(key, value)]
         return bool(await self._set_if_absent(keys=keys, args=args))
 
-    # --- streams ---
-
-    @_translated
-    async def stream_append(
-        self, stream: str, fields: StreamFields, *, maxlen: int | None = None
-    ) -> str:
-        # Exact MAXLEN (not "~") so both backends keep the same entries.
-        entry_id = await self.redis.xadd(
-            self._key("stream", stream), _payload(fields), maxlen=maxlen, approximate=False
-        )
-        return _text(entry_id)
-
-    @_translated
-    async def stream_append_many(
-        self, stream: str, entries: Sequence[StreamFields], *, maxlen: int | None = None
-    ) -> list[str]:
-        if not entries:
-            return []
-        full = self._key("stream", stream)
-        # MULTI makes the batch all-or-nothing: a batch of audit events is durable as a whole.
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for fields in entries:
-                pipe.xadd(full, _payload(fields), maxlen=maxlen, approximate=False)
-            ids = await pipe.execute()
-        return [_text(entry_id) for entry_id in ids]
-
-    @_translated
-    async def stream_ensure_group(self, stream: str, group: str, *, start_id: str = "0") -> None:
-        try:
-            await self.redis.xgroup_create(
-                self._key("stream", stream), group, id=start_id, mkstream=True
-            )
-        except ResponseError as exc:
-            if not str(exc).startswith("BUSYGROUP"):
-                raise
-
-    @_translated
-    async def stream_read_group(
-        self,
-        stream: str,
-        group: str,
-        consumer: str,
-        *,
-        count: int = 100,
-        block_ms: int | None = None,
-    ) -> list[StreamEntry]:
-        full = self._key("stream", stream)
-        loop = asyncio.get_running_loop()
-        deadline = None if not block_ms else loop.time() + block_ms / 1000
-        while True:
-            block = None
-            if block_ms is not None:
-                left = BLOCK_CHUNK_MS if deadline is None else (deadline - loop.time()) * 1000
-                block = max(1, min(BLOCK_CHUNK_MS, math.ceil(left)))
-            raw = await self.redis.xreadgroup(
-                group, consumer, {full: ">"}, count=count, block=block
-            )
-            # RESP2 gives [[stream, entries]], RESP3 {stream: entries}; one stream either way.
-            replies = list(raw.values()) if isinstance(raw, dict) else [r[1] for r in raw or ()]
-            entries = _entries(replies[0]) if replies else []
-            if entries or block is None:
-                return entries
-            if deadline is not None and loop.time() >= deadline:
-                return []
-
-    @_translated
-    async def stream_ack(self, stream: str, group: str, ids: Sequence[str]) -> int:
-        if not ids:
-            return 0
-        return int(await self.redis.xack(self._key("stream", stream), group, *ids))
-
-    @_translated
-    async def stream_delete(self, stream: str, ids: Sequence[str]) -> int:
-        if not ids:
-            return 0
-        return int(await self.redis.xdel(self._key("stream", stream), *ids))
-
-    @_translated
-    async def stream_ack_delete(self, stream: str, group: str, ids: Sequence[str]) -> None:
-        if not ids:
-            return
-        full = self._key("stream", stream)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(full, group, *ids)
-            pipe.xdel(full, *ids)
-            await pipe.execute()
-
-    @_translated
-    async def stream_pending_claim(
-        self, stream: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 100
-    ) -> list[StreamEntry]:
-        # XAUTOCLAIM (Redis 6.2+): the way a restarted audit writer takes over what a dead
-        # consumer read but never acknowledged.
-        reply = await self.redis.xautoclaim(
-            self._key("stream", stream), group, consumer, min_idle_ms, start_id="0-0", count=count
-        )
-        return _entries(reply[1])
-
-    @_translated
-    async def stream_len(self, stream: str) -> int:
-        return int(await self.redis.xlen(self._key("stream", stream)))
-
-    @_translated
-    async def stream_range(
-        self, stream: str, start: str = "-", end: str = "+", count: int | None = None
-    ) -> list[StreamEntry]:
-        return _entries(await self.redis.xrange(self._key("stream", stream), start, end, count))
+    # --- streams: inherited from _RedisStreams (redis_streams.py) ---
 
     # --- pub/sub ---
 
