@@ -1,0 +1,131 @@
+"""Serializers of API v1: output shapes (flat, ids as strings, ISO-8601 UTC times) and strict
+inputs (`StrictSerializer`: unknown names are refused).
+
+One module per domain; every name is re-exported here, so `from governance.api.serializers import
+...` keeps working."""
+
+from __future__ import annotations
+
+from governance.api.serializers.common import (
+    ROLES,
+    EmailOf,
+    EmptySerializer,
+    ProblemFieldErrorSerializer,
+    ProblemSerializer,
+)
+from governance.api.serializers.ingest_sources import (
+    IngestSourceCreateSerializer,
+    IngestSourceSecretSerializer,
+    IngestSourceSerializer,
+)
+from governance.api.serializers.keys import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
+)
+from governance.api.serializers.organization import (
+    InvitationCreateSerializer,
+    InvitationSerializer,
+    MemberSerializer,
+    MemberUpdateSerializer,
+    OrganizationSerializer,
+    OrganizationUpdateSerializer,
+)
+from governance.api.serializers.policies import (
+    RULES_SCHEMA,
+    DecisionSerializer,
+    JSONObjectField,
+    PolicyDiffSerializer,
+    PolicyDraftSerializer,
+    PolicyDraftUpdateSerializer,
+    PolicyPublishSerializer,
+    PolicyRefField,
+    PolicySimulateSerializer,
+    PolicyVersionDiffSerializer,
+    PolicyVersionSerializer,
+    PolicyVersionSummarySerializer,
+    ReplayChangeSerializer,
+    ReplayRequestSerializer,
+    ReplaySerializer,
+    RulesField,
+    SimulationSerializer,
+    SkipSerializer,
+)
+from governance.api.serializers.servers import (
+    ChangeSerializer,
+    CircuitSerializer,
+    ConnectionTestSerializer,
+    ServerSerializer,
+    ServerWriteSerializer,
+    ToolApprovedSerializer,
+    ToolDiffSerializer,
+    ToolFilters,
+    ToolRefreshSerializer,
+    ToolSerializer,
+)
+from governance.api.serializers.sessions import (
+    AnomalyFilters,
+    AnomalySerializer,
+    KillAllResultSerializer,
+    KillAllSerializer,
+    ReasonSerializer,
+    ResolveSerializer,
+    SessionFilters,
+    SessionSerializer,
+)
+
+__all__ = [
+    "ROLES",
+    "RULES_SCHEMA",
+    "AnomalyFilters",
+    "AnomalySerializer",
+    "ApiKeyCreateSerializer",
+    "ApiKeyCreatedSerializer",
+    "ApiKeySerializer",
+    "ChangeSerializer",
+    "CircuitSerializer",
+    "ConnectionTestSerializer",
+    "DecisionSerializer",
+    "EmailOf",
+    "EmptySerializer",
+    "IngestSourceCreateSerializer",
+    "IngestSourceSecretSerializer",
+    "IngestSourceSerializer",
+    "InvitationCreateSerializer",
+    "InvitationSerializer",
+    "JSONObjectField",
+    "KillAllResultSerializer",
+    "KillAllSerializer",
+    "MemberSerializer",
+    "MemberUpdateSerializer",
+    "OrganizationSerializer",
+    "OrganizationUpdateSerializer",
+    "PolicyDiffSerializer",
+    "PolicyDraftSerializer",
+    "PolicyDraftUpdateSerializer",
+    "PolicyPublishSerializer",
+    "PolicyRefField",
+    "PolicySimulateSerializer",
+    "PolicyVersionDiffSerializer",
+    "PolicyVersionSerializer",
+    "PolicyVersionSummarySerializer",
+    "ProblemFieldErrorSerializer",
+    "ProblemSerializer",
+    "ReasonSerializer",
+    "ReplayChangeSerializer",
+    "ReplayRequestSerializer",
+    "ReplaySerializer",
+    "ResolveSerializer",
+    "RulesField",
+    "ServerSerializer",
+    "ServerWriteSerializer",
+    "SessionFilters",
+    "SessionSerializer",
+    "SimulationSerializer",
+    "SkipSerializer",
+    "ToolApprovedSerializer",
+    "ToolDiffSerializer",
+    "ToolFilters",
+    "ToolRefreshSerializer",
+    "ToolSerializer",
+]
