@@ -14,6 +14,7 @@ from django import forms
 
 from governance.models import SLUG_VALIDATOR, McpServer, Posture, Scope, UpstreamAuth
 from governance.permissions import Action, Role, role_can
+from governance.services.servers import SERVER_FIELDS
 
 
 def _split_csv(value: str) -> list[str]:
@@ -220,17 +221,7 @@ class ServerForm(forms.Form):
     )
     enabled = forms.BooleanField(required=False, initial=True)
 
-    FIELDS = (
-        "name",
-        "slug",
-        "description",
-        "upstream_url",
-        "auth_type",
-        "auth_header_name",
-        "connect_timeout_s",
-        "total_timeout_s",
-        "enabled",
-    )
+    FIELDS = SERVER_FIELDS  # exactly what server_create/server_update accept
 
     def __init__(self, *args: Any, server: McpServer | None = None, **kwargs: Any) -> None:
         if server is not None and "initial" not in kwargs:
