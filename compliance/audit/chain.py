@@ -285,12 +285,13 @@ def encode_value(value: Any, *, keys_checked: bool = False) -> str:
 # Its float digits are the shortest round-trip ones, as repr's; the property tests hold it to
 # the reference encoder.
 
-_ORJSON_OPTIONS = (
-    orjson.OPT_SORT_KEYS
-    | orjson.OPT_PASSTHROUGH_DATETIME
+# orjson options that send the types it would write its own way to `default` (`not_json`).
+ORJSON_PASSTHROUGH = (
+    orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | ORJSON_PASSTHROUGH
 _FLOAT_NEEDING_CARE_BYTES = re.compile(rb"[:,\[]-?\d+(?:\.0|(?:\.\d+)?e[-+]?\d+)[,\]}]")
 # The same, fast: searches that start with a literal skip through the text in C, and only the
 # places they find get the full pattern. orjson always signs its exponents; a mantissa and its
@@ -309,7 +310,8 @@ def _float_needs_care(out: bytes) -> bool:
     return False
 
 
-def _not_json(value: Any) -> Any:
+def not_json(value: Any) -> Any:
+    """orjson's `default`: refuses every value orjson cannot write by itself."""
     raise TypeError(type(value).__name__)
 
 
@@ -320,7 +322,7 @@ def canonical_json_native(value: Any) -> bytes:
     if type(value) is float:  # a bare number has no delimiters for the check below
         return format_number(value).encode("ascii")
     try:
-        out = orjson.dumps(value, default=_not_json, option=_ORJSON_OPTIONS)
+        out = orjson.dumps(value, default=not_json, option=_ORJSON_OPTIONS)
     except TypeError:  # orjson.JSONEncodeError included
         pass
     else:

@@ -26,11 +26,13 @@ from django.db import models
 from compliance.audit.chain import (
     CHAINED_FIELDS,
     GENESIS,
+    ORJSON_PASSTHROUGH,
     CanonicalError,
     canonical,
     canonical_json_native,
     encode_value,
     format_timestamp,
+    not_json,
 )
 from compliance.models import CALL_FIELDS, AuditEvent
 from governance.events import SYSTEM
@@ -188,24 +190,13 @@ def _canonical_parts(row: dict[str, Any], *, from_json: bool) -> tuple[bytes, by
     return out[:prev_at], out[prev_at + len(GENESIS) : seq_at], out[seq_at + 1 :]
 
 
-_COPY_JSON_OPTIONS = (
-    orjson.OPT_PASSTHROUGH_DATETIME
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_SUBCLASS
-)
-
-
-def _not_json(value: Any) -> Any:
-    raise TypeError(type(value).__name__)
-
-
 def _json_text(value: Any) -> str:
     """A JSON column's text for COPY: any spelling of the same values will do (jsonb keeps
     values, not text); the canonical one where orjson cannot write it (big integers, datetimes)."""
     if value is None:
         return "null"
     try:
-        return orjson.dumps(value, default=_not_json, option=_COPY_JSON_OPTIONS).decode("utf-8")
+        return orjson.dumps(value, default=not_json, option=ORJSON_PASSTHROUGH).decode("utf-8")
     except TypeError:
         return encode_value(value)
 
