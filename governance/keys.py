@@ -156,7 +156,9 @@ class AsyncKeyVerifier:
         self.max_stale_s = max_stale_s
         self._cache: dict[str, _Entry | None] = {}
         self._loaded_at: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        # One lock per (event loop, prefix): an asyncio.Lock binds to the loop that first waits
+        # on it, and the verifier's cache (plain data) is shared by every loop of the process.
+        self._locks: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
 
     def invalidate(self, prefix: str | None = None) -> None:
         if prefix is None:
@@ -219,13 +221,14 @@ class AsyncKeyVerifier:
         now = time.monotonic()
         loaded_at = self._loaded_at.get(prefix)
         if loaded_at is None or now - loaded_at > self.ttl_s:
-            lock = self._locks.setdefault(prefix, asyncio.Lock())
+            lock_key = (asyncio.get_running_loop(), prefix)
+            lock = self._locks.setdefault(lock_key, asyncio.Lock())
             if not (lock.locked() and self._stale_usable(prefix)):
                 async with lock:
                     loaded_at = self._loaded_at.get(prefix)
                     if loaded_at is None or time.monotonic() - loaded_at > self.ttl_s:
                         await self._refresh(prefix)
-                self._locks.pop(prefix, None)
+                self._locks.pop(lock_key, None)
         entry = self._cache.get(prefix)
         if entry is None:
             crypto.verify_secret("0" * 32, secret, "0" * 64)
@@ -283,10 +286,12 @@ class BadKeyGuard:
 
     Each failure costs one hot-state round trip (a GCRA limit, shared by every process); a
     success costs none. Once the shared limit refuses an address, this process remembers it
-    until the limit would let the address try again, and answers 429 at once to every key that
-    address sends, valid or not, without checking it: the answer must not tell a right guess
-    from a wrong one, and a throttled guess costs neither hashing nor I/O. Another process learns
-    of the block on that address's next failure there.
+    until the limit would let the address try again, and answers 429 to every failed key from
+    that address without counting it again. A valid key is always let through: many clients
+    share an address behind a NAT, and one broken client must not lock out the rest. Telling a
+    right guess from a wrong one gives nothing away, since a key's secret carries 240 random
+    bits (governance.crypto): the budget protects igris from floods, not keys from guessing.
+    Another process learns of the block on that address's next failure there.
     """
 
     def __init__(self, *, limit_per_min: int) -> None:
@@ -365,21 +370,29 @@ def verify_bearer_sync(header: str, address: str) -> tuple[Any, VerifiedKey]:
     raises KeyAttemptsBlocked, or KeyError_ (for a header that is not `Bearer <key>`, its message
     says how to send one)."""
     guard = get_bad_key_guard()
-    wait = guard.blocked_for(address)
-    if wait is not None:
-        raise KeyAttemptsBlocked(wait)
     token = bearer_token(header)
     try:
         if token is None:
             raise KeyError_("malformed")
         return verify_key_sync(token)
     except KeyError_ as exc:
-        wait = guard.failed_sync(address)
+        # Only failures are throttled; a valid key always gets through (BadKeyGuard).
+        wait = guard.blocked_for(address)
+        if wait is None:
+            wait = guard.failed_sync(address)
         if wait is not None:
             raise KeyAttemptsBlocked(wait) from None
         if token is None:
             exc.message = "Use 'Authorization: Bearer ig_…'."
         raise
+
+
+def reset() -> None:
+    """Forget the process's key cache and its record of blocked addresses (tests, and a process
+    whose settings changed)."""
+    global _verifier, _guard
+    _verifier = None
+    _guard = None
 
 
 def get_bad_key_guard() -> BadKeyGuard:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -78,19 +79,41 @@ async def send_json(
 
 
 class Dispatcher:
+    """Routes by path; owns one proxy per event loop.
+
+    The proxy's clients (the pooled upstream session, the hot state) and its background tasks
+    belong to the loop that runs them. A production process serves from one loop, so it has one
+    proxy; a process that serves from several (test servers in threads beside the test's own
+    loop) gets one per loop instead of sharing loop-bound clients between them."""
+
     def __init__(self, django_app: Any) -> None:
         self.django_app = django_app
-        self._proxy: Any = None
+        self._proxies: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        # The last loop served and its proxy: one identity check per request on the hot path.
+        self._last: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
         self._channels: Any = None
-        self._background: list[asyncio.Task[Any]] = []
+        self._background: dict[asyncio.AbstractEventLoop, list[asyncio.Task[Any]]] = {}
 
     @property
     def proxy(self) -> Any:
-        if self._proxy is None:
+        """The running loop's proxy, built on first use."""
+        loop = asyncio.get_running_loop()
+        last_loop, last = self._last
+        if loop is last_loop:
+            return last
+        proxy = self._proxies.get(loop)
+        if proxy is None:
             from proxy.app import build_proxy_app
 
-            self._proxy = build_proxy_app()
-        return self._proxy
+            proxy = self._proxies[loop] = build_proxy_app()
+        self._last = (loop, proxy)
+        return proxy
+
+    def proxies(self) -> list[Any]:
+        """Every live proxy of this process, one per loop that served it (tests inspect them)."""
+        return [proxy for loop, proxy in self._proxies.items() if not loop.is_closed()]
 
     @property
     def channels(self) -> Any:
@@ -105,7 +128,7 @@ class Dispatcher:
             return
         if kind == "http":
             path: str = scope["path"]
-            if path.startswith("/proxy/") and self.proxy is not None:
+            if path.startswith("/proxy/"):
                 await self.proxy(scope, receive, send)
                 return
             if path.startswith("/.well-known/oauth-protected-resource"):
@@ -151,16 +174,21 @@ class Dispatcher:
 
         tune_gc()  # everything imported by now stays out of the collector's way
 
-        self._background = await start_background()
-        if self.proxy is not None and hasattr(self.proxy, "startup"):
-            await self.proxy.startup()
+        loop = asyncio.get_running_loop()
+        self._background[loop] = await start_background()
+        await self.proxy.startup()
 
     async def _shutdown(self) -> None:
-        if self._proxy is not None and hasattr(self._proxy, "shutdown"):
-            await self._proxy.shutdown()
-        for task in self._background:
+        loop = asyncio.get_running_loop()
+        proxy = self._proxies.pop(loop, None)
+        if self._last[0] is loop:
+            self._last = (None, None)
+        if proxy is not None:
+            await proxy.shutdown()
+        background = self._background.pop(loop, [])
+        for task in background:
             task.cancel()
-        for task in self._background:
+        for task in background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         from governance.hotstate import close_hotstate

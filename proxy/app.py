@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -143,10 +144,22 @@ class ProxyApp:
                     headers=[(b"retry-after", b"5")],
                 )
         except Exception:
-            log.exception("proxy error on %s %s", scope.get("method"), scope.get("path"))
+            # Whatever failed inside igris, the client gets a JSON-RPC error it can act on, never
+            # a bare 500: 503 with Retry-After (the failures seen here are transient: a client or
+            # store that broke under it), and a reference that finds the traceback in the log.
+            reference = secrets.token_hex(6)
+            log.exception(
+                "proxy error %s on %s %s", reference, scope.get("method"), scope.get("path")
+            )
             if not started["v"]:
                 await rpc_error(
-                    send, 500, jsonrpc.INTERNAL_ERROR, "igris could not handle this request."
+                    send,
+                    503,
+                    jsonrpc.INTERNAL_ERROR,
+                    f"igris hit an internal error handling this request (reference {reference});"
+                    " retry shortly.",
+                    data={"reason": "internal_error", "reference": reference},
+                    headers=[(b"retry-after", b"1")],
                 )
 
     # --- request entry ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def _clean_cache():
 
     from governance import keys
 
-    keys._guard = None  # addresses this process blocked for failed keys (BadKeyGuard)
+    keys.reset()  # cached keys and the addresses blocked for failed keys (BadKeyGuard)
 
     if settings.REDIS_URL:
         cache.delete_pattern("*")

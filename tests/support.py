@@ -105,13 +105,16 @@ async def asgi_call(
 
 
 def proxy_app() -> Any:
-    """The proxy inside igris' ASGI application (whatever middleware wraps the dispatcher)."""
+    """The proxy serving igris' ASGI application in this process: the one started by the
+    server a test runs (each event loop has its own, and a test serves from one)."""
     from igris_project.asgi import application
 
     app: Any = application
-    while not hasattr(app, "proxy"):
+    while not hasattr(app, "proxies"):
         app = app.app
-    return app.proxy
+    proxies = app.proxies()
+    assert len(proxies) == 1, f"expected one serving proxy, found {len(proxies)}"
+    return proxies[0]
 
 
 def tcp_connections(remote_ports: set[int], pid: int | str = "self") -> int:

@@ -38,10 +38,10 @@ def igris_base(transactional_db):
     from governance import keys
     from igris_project.asgi import application
 
-    keys._verifier = None
+    keys.reset()
     with serving(application) as port:
         yield f"http://127.0.0.1:{port}"
-    keys._verifier = None
+    keys.reset()
 
 
 @pytest.fixture

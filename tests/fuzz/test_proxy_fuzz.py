@@ -40,9 +40,7 @@ def running(acme, alice, acme_key) -> Iterator[tuple[asyncio.AbstractEventLoop, 
             upstream_url=f"http://127.0.0.1:{port}/mcp",
         )
         loop = asyncio.new_event_loop()
-        governance.hotstate._instance = None
-        keys._verifier = None
-        keys._guard = None
+        keys.reset()
         app = ProxyApp()
         loop.run_until_complete(app.startup())
         try:
@@ -51,8 +49,7 @@ def running(acme, alice, acme_key) -> Iterator[tuple[asyncio.AbstractEventLoop, 
             loop.run_until_complete(app.shutdown())
             loop.run_until_complete(governance.hotstate.close_hotstate())
             loop.close()
-            keys._verifier = None
-            keys._guard = None
+            keys.reset()
 
 
 header_values = st.one_of(
@@ -140,7 +137,7 @@ def test_a_fuzzed_authorization_header_gets_401_and_never_echoes_the_key(
 ) -> None:
     loop, app, _ = running
     value = authorization if isinstance(authorization, bytes) else authorization.encode()
-    keys._guard = None  # a fresh budget: this test is about the 401, not the throttle
+    keys.reset()  # a fresh budget: this test is about the 401, not the throttle
     status, _, answer = loop.run_until_complete(
         asgi_call(
             app,

@@ -51,9 +51,7 @@ async def proxied(acme, alice):
             upstream_url=f"http://127.0.0.1:{port}/mcp",
             credential=UPSTREAM_CREDENTIAL,
         )
-        governance.hotstate._instance = None
-        keys._verifier = None
-        keys._guard = None
+        keys.reset()
         app = ProxyApp()
         await app.startup()
         try:
@@ -61,7 +59,7 @@ async def proxied(acme, alice):
         finally:
             await app.shutdown()
             await governance.hotstate.close_hotstate()
-            keys._verifier = None
+            keys.reset()
 
 
 async def rpc(app, token: str, body: dict, **headers: str):
