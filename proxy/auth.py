@@ -137,14 +137,15 @@ async def authenticate(scope: dict[str, Any], headers: dict[str, str], slug: str
     if authorization:
         guard = get_bad_key_guard()
         address = caller_address(scope)
-        wait = guard.blocked_for(address)
-        if wait is not None:
-            raise _throttled(wait)
         token = bearer_token(authorization)
         try:
             verified = await get_verifier().verify(token)
         except KeyError_ as exc:
-            wait = await guard.failed(get_hotstate(), address)
+            # Only failures are throttled: a valid key always gets through, so one broken
+            # client behind a shared address cannot lock out the others (BadKeyGuard).
+            wait = guard.blocked_for(address)
+            if wait is None:
+                wait = await guard.failed(get_hotstate(), address)
             if wait is not None:
                 raise _throttled(wait) from None
             raise AuthFailure(
