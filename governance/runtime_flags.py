@@ -26,6 +26,27 @@ def kill_session(session_id: Any) -> str:
     return f"kill:sess:{session_id}"
 
 
+# The 2026-07-28 era has no session handshake, so igris groups an agent's calls into a session by
+# its slot: who (key or user) calls which server with which client. The slot's generation flag says
+# which session is current: a kill moves it on, so the killed session stays killed and the agent's
+# next call opens a new one. A suspension is a stop flag on the slot, held until resumed.
+
+
+def session_generation(slot: Any) -> str:
+    return f"sessgen:{slot}"
+
+
+def kill_slot(slot: Any) -> str:
+    return f"kill:slot:{slot}"
+
+
+def parse_generation(value: str | None) -> int:
+    try:
+        return max(0, int(value)) if value else 0
+    except ValueError:
+        return 0
+
+
 def session_binding(session_id: Any) -> str:
     return f"sess:{session_id}"
 

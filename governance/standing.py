@@ -23,6 +23,7 @@ from datetime import timedelta
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from governance import runtime_flags as flags
@@ -55,6 +56,31 @@ def standing_flags() -> dict[str, str]:
     ).values_list("id", "state", "state_reason")
     for session_id, state, reason in sessions:
         out[flags.kill_session(session_id)] = f"{state}:{reason}"
+    out.update(_slot_flags())
+    return out
+
+
+def _slot_flags() -> dict[str, str]:
+    """2026-07-28-era slots: the current generation (past every killed session, however old, so
+    a killed session never comes back) and the stop of a suspended current session."""
+    from governance.models import AgentSession, SessionState
+
+    rows = (
+        AgentSession.objects.exclude(slot="")
+        .filter(Q(generation__gt=0) | Q(state__in=[SessionState.KILLED, SessionState.SUSPENDED]))
+        .values_list("slot", "generation", "state", "state_reason")
+    )
+    current: dict[str, int] = {}
+    suspended: dict[str, tuple[int, str]] = {}
+    for slot, generation, state, reason in rows:
+        after = generation + 1 if state == SessionState.KILLED else generation
+        current[slot] = max(current.get(slot, 0), after)
+        if state == SessionState.SUSPENDED:
+            suspended[slot] = (generation, reason)
+    out = {flags.session_generation(slot): str(g) for slot, g in current.items() if g}
+    for slot, (generation, reason) in suspended.items():
+        if generation == current[slot]:
+            out[flags.kill_slot(slot)] = f"suspended:{reason}"
     return out
 
 

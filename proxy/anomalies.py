@@ -116,7 +116,16 @@ class Detector:
                     exchange,
                     "destructive_pattern",
                     name,
-                    {"message": f"destructive tool '{name}' was called"},
+                    {
+                        # Say what happened: a denied call never reached the upstream.
+                        "message": (
+                            f"destructive tool '{name}' was attempted and denied"
+                            f" (rule {decision.rule_id})"
+                            if decision is not None and decision.action == "deny"
+                            else f"destructive tool '{name}' was called"
+                        ),
+                        "denied": decision is not None and decision.action == "deny",
+                    },
                 )
             if decision is not None and decision.action == "alert":
                 await self._fire(

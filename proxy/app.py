@@ -294,14 +294,19 @@ class ProxyApp:
             )
             return
 
-        # Session: legacy sessions are bound to the key that created them; modern calls get a
-        # stable per (key, server, client) session id.
+        # Session: legacy sessions are bound to the key that created them; modern calls belong
+        # to the current generation of their (key, server, client) slot, read with the flags.
         session_id: str | None = None
+        slot: str | None = None
         flag_keys = [flags.kill_org(org.id), flags.kill_server(server.id)]
         if principal.key_id:
             flag_keys.append(flags.kill_key(principal.key_id))
         if era.modern:
-            session_id = eras.modern_session_id(principal.identity, server.id, msg)
+            slot = eras.modern_slot(principal.identity, server.id, msg)
+            # Until the flags are read, the slot stands for the session (per-session rate rules
+            # count per slot in this era).
+            session_id = slot
+            flag_keys += [flags.session_generation(slot), flags.kill_slot(slot)]
         elif msg.method != "initialize":
             session_id = headers.get("mcp-session-id")
             if not session_id:
@@ -314,7 +319,6 @@ class ProxyApp:
                 )
                 return
             flag_keys.append(flags.session_binding(session_id))
-        if session_id:
             flag_keys.append(flags.kill_session(session_id))
         exchange = Exchange(
             principal=principal,
@@ -370,7 +374,12 @@ class ProxyApp:
             await state_store_down(send, msg.id, "admission")
             return
         flag_values = dict(zip(flag_keys, values, strict=True))
-        if not era.modern and session_id:
+        if slot is not None:
+            generation = flags.parse_generation(flag_values[flags.session_generation(slot)])
+            exchange.session_id = eras.modern_session_id(slot, generation)
+            exchange.slot = slot
+            exchange.generation = generation
+        elif session_id:
             binding = parse_binding(flag_values.get(flags.session_binding(session_id)))
             if (
                 binding is None
@@ -384,12 +393,13 @@ class ProxyApp:
                 return
             exchange.binding = binding
         if results is None:
-            state, reason = next(
-                flags.parse_kill(flag_values[k])  # type: ignore[misc]
-                for k in flag_keys
-                if k.startswith("kill:") and flag_values.get(k)
-            )
-            await refuse(self, send, exchange, state, reason)
+            stop = next(k for k in flag_keys if k.startswith("kill:") and flag_values.get(k))
+            state, reason = flags.parse_kill(flag_values[stop])  # type: ignore[misc]
+            # A killed legacy session is over: 404 is how MCP's transports tell a client to
+            # initialize a new session (2025-03-26, session management). Other stops (a key, a
+            # server, the organisation) refuse whatever session is used, so they stay 403.
+            ended = state == "killed" and stop == flags.kill_session(session_id)
+            await refuse(self, send, exchange, state, reason, ended=ended)
             return
         if msg.kind != "request":
             await self._forward(send, exchange, headers, body, decision=None)

@@ -112,10 +112,22 @@ def classify(headers: dict[str, str], msg: Message) -> Era:
     return Era(modern=True, version=version)
 
 
-def modern_session_id(identity: str, server_id: str, msg: Message) -> str:
+def modern_slot(identity: str, server_id: str, msg: Message) -> str:
+    """The 2026-07-28-era agent slot: who (key or user) calls which server with which client.
+
+    It is also the id of the slot's first session (generation 0); see `modern_session_id`."""
     client = _meta(msg).get("io.modelcontextprotocol/clientInfo") or {}
     name = client.get("name", "") if isinstance(client, dict) else ""
     digest = hashlib.sha256(f"{identity}|{server_id}|{name}".encode()).hexdigest()[:32]
+    return f"igm_{digest}"
+
+
+def modern_session_id(slot: str, generation: int) -> str:
+    """The session of a slot's generation: a kill moves the slot on, so the agent's next call
+    opens a new session instead of meeting the killed one for ever."""
+    if generation <= 0:
+        return slot
+    digest = hashlib.sha256(f"{slot}|{generation}".encode()).hexdigest()[:32]
     return f"igm_{digest}"
 
 

@@ -34,6 +34,8 @@ class Exchange:
     response_bytes: int = 0
     receive: Any = None
     circuit_trial: bool = False  # this call probes a half-open circuit (proxy.breaker)
+    slot: str | None = None  # 2026-07-28 era: the agent slot and its session's generation
+    generation: int = 0
 
     def client_info(self) -> dict[str, Any] | None:
         # Legacy clients introduce themselves once, in initialize; the session binding keeps it.
@@ -143,4 +145,6 @@ class Exchange:
             keys.append(flags.kill_key(self.principal.key_id))
         if self.session_id:
             keys.append(flags.kill_session(self.session_id))
+        if self.slot:
+            keys.append(flags.kill_slot(self.slot))
         return keys

@@ -48,11 +48,25 @@ async def durable(
         return False
 
 
-async def refuse(app: ProxyApp, send: Send, exchange: Exchange, state: str, reason: str) -> None:
+async def refuse(
+    app: ProxyApp,
+    send: Send,
+    exchange: Exchange,
+    state: str,
+    reason: str,
+    *,
+    ended: bool = False,
+) -> None:
+    """Refuse a stopped call. `ended`: the client's own session was killed, so it is told to
+    start a new one (404) rather than that it may not call at all (403)."""
     status, code = (
         (403, jsonrpc.SESSION_KILLED) if state == "killed" else (503, jsonrpc.SESSION_SUSPENDED)
     )
+    if ended:
+        status = 404
     text = f"This session was {state} by an operator" + (f": {reason}" if reason else ".")
+    if ended:
+        text += " Start a new session to continue."
     event = exchange.event(
         decision="refused",
         result="error",

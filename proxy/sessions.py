@@ -47,9 +47,12 @@ class _Pending:
     protocol_version: str
     client_name: str = ""
     client_version: str = ""
+    slot: str = ""
+    generation: int = 0
     calls: int = 0
     denied: int = 0
     errors: int = 0
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
     last_seen: datetime = field(default_factory=lambda: datetime.now(UTC))
     closed: bool = False
 
@@ -97,9 +100,14 @@ def _flush_one(sid: str, p: _Pending) -> None:
                     protocol_version=p.protocol_version,
                     client_name=p.client_name[:200],
                     client_version=p.client_version[:100],
+                    slot=p.slot,
+                    generation=p.generation,
                     calls=p.calls,
                     denied=p.denied,
                     errors=p.errors,
+                    # When this process first saw it, not when the row is written: a session
+                    # never starts after it was last seen.
+                    started_at=min(p.started, p.last_seen),
                     last_seen_at=p.last_seen,
                 ),
             )
@@ -147,6 +155,8 @@ class SessionRecorder:
                 protocol_version=exchange.era.version,
                 client_name=client.get("name") or "",
                 client_version=client.get("version") or "",
+                slot=exchange.slot or "",
+                generation=exchange.generation,
             )
             self._pending[sid] = entry
         return entry

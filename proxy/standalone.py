@@ -76,13 +76,16 @@ async def stream_or_delete(
     ):
         await rpc_error(send, 404, jsonrpc.INVALID_REQUEST, "Session not found.")
         return
-    killed = next((flags.parse_kill(v) for v in values[1:] if v), None)
-    if killed is not None:
+    stop = next(((i, flags.parse_kill(v)) for i, v in enumerate(values) if i and v), None)
+    if stop is not None:
+        index, (state, _reason) = stop  # type: ignore[misc]
+        # The session itself killed: 404 tells the client to start a new one (as for a POST).
+        status = 503 if state != "killed" else 404 if index == 1 else 403
         await rpc_error(
             send,
-            403 if killed[0] == "killed" else 503,
-            jsonrpc.SESSION_KILLED if killed[0] == "killed" else jsonrpc.SESSION_SUSPENDED,
-            f"This session was {killed[0]} by an operator.",
+            status,
+            jsonrpc.SESSION_KILLED if state == "killed" else jsonrpc.SESSION_SUSPENDED,
+            f"This session was {state} by an operator.",
         )
         return
     upstream_headers = eras.upstream_headers(headers, server, binding)

@@ -21,9 +21,11 @@ from compliance.models import AuditEvent, ChainHead
 
 
 def kind_of(type_: str) -> str:
-    """The feed's event name for an audit type."""
+    """The feed's event name for an audit type: a proxied call keeps its record's name
+    (`tool_call` for tools/call, `mcp_request` for every other method), so a live event and the
+    audit row it links to never disagree."""
     if type_ in ("tool_call", "mcp_request"):
-        return "tool_call"
+        return type_
     if type_ == "anomaly" or type_.startswith("anomaly."):
         return "anomaly"
     if type_.startswith("session."):
@@ -79,6 +81,12 @@ class FeedFilter:
     kinds: frozenset[str] | None = None
     server: str | None = None
     session: str | None = None
+
+    def __post_init__(self) -> None:
+        # `types=tool_call` asks for every proxied call, as documented: tools/call and the other
+        # methods, whose events are named `mcp_request` like their audit rows.
+        if self.kinds is not None and "tool_call" in self.kinds:
+            object.__setattr__(self, "kinds", self.kinds | {"mcp_request"})
 
     def matches(self, event: LiveEvent) -> bool:
         if self.kinds is not None and event.kind not in self.kinds and event.type not in self.kinds:

@@ -73,6 +73,7 @@ def session_kill(
         },
     )
     _announce(flags.kill_session(session.id), f"killed:{session.state_reason}")
+    _next_generation([(session.slot, session.generation)])
     return session
 
 
@@ -100,7 +101,10 @@ def session_suspend(
             "reason": session.state_reason,
         },
     )
-    _announce(flags.kill_session(session.id), f"suspended:{session.state_reason}")
+    # A 2026-07-28-era session is its slot's current generation: the stop is on the slot, so it
+    # holds whichever way the agent's next call arrives.
+    stop = flags.kill_slot(session.slot) if session.slot else flags.kill_session(session.id)
+    _announce(stop, f"suspended:{session.state_reason}")
     return session
 
 
@@ -122,7 +126,9 @@ def session_resume(*, org: Organization, actor: User, session: AgentSession) -> 
         actor=actor_for_user(actor),
         data={"session_id": session.id, "server": session.server_slug},
     )
-    _announce(flags.kill_session(session.id), None)
+    _announce(
+        flags.kill_slot(session.slot) if session.slot else flags.kill_session(session.id), None
+    )
     return session
 
 
@@ -135,10 +141,20 @@ def _stand(org: Organization, actor: User, scope: str, target_id: Any, reason: s
     )
 
 
+def _next_generation(slots: list[tuple[str, int]]) -> None:
+    """Move 2026-07-28-era slots past their killed sessions: the agent's next call opens a new
+    session (a new row) instead of meeting the killed one for ever, and a suspension of the
+    killed session goes with it."""
+    for slot, generation in slots:
+        if slot:
+            _announce(flags.session_generation(slot), str(generation + 1))
+            _announce(flags.kill_slot(slot), None)
+
+
 def _kill_many(org: Organization, sessions: Any, reason: str) -> int:
-    return sessions.filter(org=org, state__in=[SessionState.ACTIVE, SessionState.SUSPENDED]).update(
-        state=SessionState.KILLED, state_reason=reason, ended_at=timezone.now()
-    )
+    live = sessions.filter(org=org, state__in=[SessionState.ACTIVE, SessionState.SUSPENDED])
+    _next_generation(list(live.exclude(slot="").values_list("slot", "generation")))
+    return live.update(state=SessionState.KILLED, state_reason=reason, ended_at=timezone.now())
 
 
 @transaction.atomic

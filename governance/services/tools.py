@@ -193,6 +193,8 @@ def anomaly_record(
         )
         from governance.hotstate.sync import publish_flag_sync
 
-        key = flags.kill_session(session_id)
+        # A 2026-07-28-era session is stopped on its slot (governance.runtime_flags).
+        slot = session.slot if session is not None else ""
+        key = flags.kill_slot(slot) if slot else flags.kill_session(session_id)
         transaction.on_commit(lambda: publish_flag_sync(key, f"suspended:{reason}"))
     return anomaly

@@ -67,26 +67,137 @@ async def _session_of(key_id):
     raise AssertionError("the session was never recorded")
 
 
-async def test_a_killed_session_gets_no_more_calls(igris_url, demo_server, acme, alice, acme_key):
+async def _sessions_of(key_id, count):
+    from governance.models import AgentSession
+
+    for _ in range(100):
+        rows = await sync_to_async(list)(
+            AgentSession.objects.filter(key_id=key_id).order_by("started_at")
+        )
+        if len(rows) >= count:
+            return rows
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"expected {count} sessions, found {len(rows)}")
+
+
+async def test_a_killed_modern_session_ends_and_the_agents_next_call_opens_a_new_one(
+    igris_url, demo_server, acme, alice, acme_key
+):
     from governance.services import session_kill
 
     await _publish(acme, alice, [], posture="allow")
     async with httpx.AsyncClient(base_url=igris_url) as http:
         first = await _post_call(http, acme_key[1], "echo", {"text": "one"})
         assert first.status_code == 200
-        session_id = first.headers["igris-session-id"]
+        killed_id = first.headers["igris-session-id"]
         session = await _session_of(acme_key[0].pk)
-        assert session.id == session_id and session.era == "modern" and session.client_name == "raw"
+        assert session.id == killed_id and session.era == "modern" and session.client_name == "raw"
         await sync_to_async(session_kill)(
             org=acme, actor=alice, session=session, reason="runaway agent"
         )
-        answer = await _post_call(http, acme_key[1], "echo", {"text": "two"})
-    assert answer.status_code == 403
-    error = answer.json()["error"]
-    assert error["code"] == -31003 and "runaway agent" in error["message"]
+        second = await _post_call(http, acme_key[1], "echo", {"text": "two"})
+        third = await _post_call(http, acme_key[1], "echo", {"text": "three"})
+
+    assert second.status_code == 200 and "two" in second.text
+    new_id = second.headers["igris-session-id"]
+    assert new_id != killed_id and third.headers["igris-session-id"] == new_id
+    old, new = await _sessions_of(acme_key[0].pk, 2)
+    assert (old.id, old.state, old.state_reason, old.calls) == (
+        killed_id,
+        "killed",
+        "runaway agent",
+        1,
+    )
+    assert (new.id, new.state, new.generation, new.slot) == (new_id, "active", 1, killed_id)
     events = await _drain_events(acme.id)
-    refused = [e for e in events if e.get("decision") == "refused"]
-    assert len(refused) == 1 and refused[0]["data"]["reason"] == "session_killed"
+    assert [e["session_id"] for e in events if e["type"] == "tool_call"] == [
+        killed_id,
+        new_id,
+        new_id,
+    ]
+    await sync_to_async(connections.close_all)()
+
+
+async def test_an_sdk_agent_whose_modern_session_is_killed_mid_call_is_told_and_goes_on(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    from governance.services import session_kill
+
+    await _publish(acme, alice, [], posture="allow")
+    async with mcp_client(f"{igris_url}/proxy/demo/mcp", acme_key[1], mode="2026-07-28") as client:
+        await client.call_tool("echo", {"text": "hello"})
+        session = await _session_of(acme_key[0].pk)
+        call = asyncio.create_task(client.call_tool("slow", {"seconds": 30, "steps": 30}))
+        await asyncio.sleep(1.0)
+        await sync_to_async(session_kill)(org=acme, actor=alice, session=session, reason="drill")
+        with pytest.raises(MCPError, match="killed by an operator: drill"):
+            await asyncio.wait_for(call, timeout=20)
+        # The same client, the same key: its next call is a new session, not a dead end.
+        again = await client.call_tool("echo", {"text": "after the kill"})
+        assert not again.is_error
+    old, new = await _sessions_of(acme_key[0].pk, 2)
+    assert old.id == session.id and old.state == "killed"
+    assert new.state == "active" and new.id != session.id
+    await sync_to_async(connections.close_all)()
+
+
+async def test_a_killed_legacy_session_is_told_to_start_over_and_a_new_one_works(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    from governance.services import session_kill
+    from tests.proxy.test_streams import _legacy_session
+
+    await _publish(acme, alice, [], posture="allow")
+    echo = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
+    echo["params"] = {"name": "echo", "arguments": {"text": "hi"}}
+    async with httpx.AsyncClient(base_url=igris_url, timeout=30) as http:
+        headers = await _legacy_session(http, acme_key[1])
+        assert (await http.post("/proxy/demo/mcp", headers=headers, json=echo)).status_code == 200
+        killed_id = headers["Mcp-Session-Id"]
+        session = await _session_of(acme_key[0].pk)
+        assert session.id == killed_id
+        await sync_to_async(session_kill)(org=acme, actor=alice, session=session, reason="drill")
+
+        refused = await http.post("/proxy/demo/mcp", headers=headers, json=echo)
+        # MCP transports: 404 for a session id means "initialize a new session".
+        assert refused.status_code == 404
+        error = refused.json()["error"]
+        assert error["code"] == -31003 and "drill" in error["message"]
+        assert "new session" in error["message"]
+
+        fresh = await _legacy_session(http, acme_key[1])
+        assert fresh["Mcp-Session-Id"] != killed_id
+        answer = await http.post("/proxy/demo/mcp", headers=fresh, json=echo)
+        assert answer.status_code == 200 and "hi" in answer.text
+        # The killed session stays killed.
+        again = await http.post("/proxy/demo/mcp", headers=headers, json=echo)
+        assert again.status_code == 404
+    rows = await _sessions_of(acme_key[0].pk, 2)
+    states = {row.id: row.state for row in rows}
+    assert states == {killed_id: "killed", fresh["Mcp-Session-Id"]: "active"}
+    await sync_to_async(connections.close_all)()
+
+
+async def test_stopping_a_key_keeps_its_agents_out_until_lifted_then_they_start_afresh(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    from governance.services import kill_lift, sessions_kill_for_key
+
+    await _publish(acme, alice, [], posture="allow")
+    async with httpx.AsyncClient(base_url=igris_url) as http:
+        first = await _post_call(http, acme_key[1], "echo", {"text": "one"})
+        await _session_of(acme_key[0].pk)
+        await sync_to_async(sessions_kill_for_key)(
+            org=acme, actor=alice, key=acme_key[0], reason="leaked"
+        )
+        refused = await _post_call(http, acme_key[1], "echo", {"text": "two"})
+        assert refused.status_code == 403 and "leaked" in refused.json()["error"]["message"]
+        await sync_to_async(kill_lift)(org=acme, actor=alice, scope="key", target_id=acme_key[0].id)
+        after = await _post_call(http, acme_key[1], "echo", {"text": "three"})
+    assert after.status_code == 200
+    assert after.headers["igris-session-id"] != first.headers["igris-session-id"]
+    old, new = await _sessions_of(acme_key[0].pk, 2)
+    assert (old.state, new.state) == ("killed", "active")
     await sync_to_async(connections.close_all)()
 
 
@@ -180,6 +291,30 @@ async def test_a_destructive_call_raises_an_anomaly_even_when_allowed(
     ]
     events = await _drain_events(acme.id)
     assert [e["data"]["kind"] for e in events if e["type"] == "anomaly"] == ["destructive_pattern"]
+    await sync_to_async(connections.close_all)()
+
+
+async def test_a_denied_destructive_call_is_reported_as_attempted_and_denied(
+    igris_url, demo_server, acme, alice, acme_key
+):
+    from governance.models import Anomaly
+
+    rules = [{"id": "no-delete", "action": "deny", "match": {"tools": ["delete_*"]}}]
+    await _publish(acme, alice, rules, posture="allow")
+    async with httpx.AsyncClient(base_url=igris_url) as http:
+        answer = await _post_call(
+            http, acme_key[1], "delete_records", {"table": "tickets", "where": {"id": 1}}
+        )
+    assert answer.json()["result"]["isError"] is True
+    for _ in range(50):
+        anomaly = await sync_to_async(Anomaly.objects.filter(org=acme).first)()
+        if anomaly is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert anomaly.detail["message"] == (
+        "destructive tool 'delete_records' was attempted and denied (rule no-delete)"
+    )
+    assert anomaly.detail["denied"] is True
     await sync_to_async(connections.close_all)()
 
 

@@ -42,6 +42,18 @@ async def test_a_stop_survives_an_empty_hot_state(
             stop = services.session_kill
             kwargs = {"session": await _session_of(key.id)}
         await sync_to_async(stop)(org=acme, actor=alice, reason="incident 42", **kwargs)
+        if scope == "session":
+            # A killed 2026-07-28-era session is over: the agent's next call opens a new one,
+            # and an empty hot state must not bring the killed one back.
+            killed = kwargs["session"].id
+            after = await _post_call(http, plain, "echo", {"text": "a new session"})
+            assert after.status_code == 200 and after.headers["igris-session-id"] != killed
+            await sync_to_async(wipe_hot_state)()
+            answer = await _post_call(http, plain, "echo", {"text": "after the reset"})
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["igris-session-id"] == after.headers["igris-session-id"]
+            await sync_to_async(connections.close_all)()
+            return
         assert await _status(http, plain) == 403
 
         await sync_to_async(wipe_hot_state)()
@@ -49,13 +61,13 @@ async def test_a_stop_survives_an_empty_hot_state(
         assert answer.status_code == 403, answer.text
         assert "incident 42" in answer.json()["error"]["message"]
 
-        if scope != "session":  # a killed session stays killed; the others can be lifted
-            target = {"key": key.id, "server": demo_server.id, "org": None}[scope]
-            await sync_to_async(services.kill_lift)(
-                org=acme, actor=alice, scope=scope, target_id=target
-            )
-            await sync_to_async(wipe_hot_state)()
-            assert await _status(http, plain) == 200
+        # A key, server or organisation stop can be lifted.
+        target = {"key": key.id, "server": demo_server.id, "org": None}[scope]
+        await sync_to_async(services.kill_lift)(
+            org=acme, actor=alice, scope=scope, target_id=target
+        )
+        await sync_to_async(wipe_hot_state)()
+        assert await _status(http, plain) == 200
     await sync_to_async(connections.close_all)()
 
 
