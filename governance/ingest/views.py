@@ -3,7 +3,10 @@
 Authentication, one of:
 - `X-Igris-Source: <source id>` with `X-Igris-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
   "<t>.<raw body>">` made with that source's secret (governance/ingest/signing.py); older than
-  5 minutes or more than 5 minutes ahead, malformed, or wrong: 401;
+  5 minutes or more than 5 minutes ahead, malformed, or wrong: 401 (an id no source has: 401
+  `source_unknown`). A signed request is accepted once: the same request delivered again while
+  its signature is valid stores nothing and gets 409 `replayed` (unless it carries an
+  Idempotency-Key, which answers a repeat with the first answer);
 - `Authorization: Bearer ig_…` with scope `ingest`, for senders that cannot sign (Cloudflare
   Logpush and Datadog custom destinations can set a header, not compute an HMAC); an address
   whose keys keep failing gets 429 with Retry-After (governance.keys.BadKeyGuard).
@@ -25,7 +28,6 @@ import hashlib
 import logging
 import math
 import re
-import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -62,7 +64,6 @@ SIGNATURE_FAILURES = {
     "signature_invalid": "The signature does not match this source's secret.",
 }
 BEARER = {"WWW-Authenticate": 'Bearer realm="igris"'}
-UNKNOWN_SOURCE_SECRET = secrets.token_urlsafe(32)
 
 
 class _Refused(Exception):
@@ -75,6 +76,10 @@ class _Refused(Exception):
 class _Credential:
     source_or_key: IngestSource | VerifiedKey
     name: str  # "source:<id>" or "key:<id>": what idempotency keys are scoped to
+    # A signed request: the cache key that remembers its signature while it could be replayed,
+    # and for how long (until its timestamp leaves the tolerance window).
+    replay_key: str | None = None
+    replay_ttl_s: int = 0
 
 
 def _problem(status: int, code: str, detail: str, **extra: Any) -> JsonResponse:
@@ -100,9 +105,35 @@ def ingest_view(request: HttpRequest, provider: str) -> JsonResponse:
     try:
         raw = _read_body(request)
         credential = _authenticate(request, raw, provider)
-        return _idempotent(request, provider, raw, credential)
+        if credential.replay_key is None or "Idempotency-Key" in request.headers:
+            # With an Idempotency-Key a repeat is answered with the first answer and stores
+            # nothing (_idempotent), so the signature need not be remembered as well.
+            return _idempotent(request, provider, raw, credential)
+        return _once(request, provider, raw, credential)
     except _Refused as refused:
         return _problem(refused.status, refused.code, refused.detail, **refused.extra)
+
+
+def _once(request: HttpRequest, provider: str, raw: bytes, credential: _Credential) -> JsonResponse:
+    """A signed request is accepted once: the signature stays valid for the tolerance window,
+    so a captured request could otherwise be delivered again and stored twice (items without an
+    id are not deduplicated). A request that stored nothing is forgotten, so its sender may
+    retry it as it was."""
+    assert credential.replay_key is not None
+    if not cache.add(credential.replay_key, "1", credential.replay_ttl_s):
+        raise _Refused(
+            409,
+            "replayed",
+            "This signed request was already received; sign each delivery with a new timestamp.",
+        )
+    stored = False
+    try:
+        response = _idempotent(request, provider, raw, credential)
+        stored = response.status_code < 300
+        return response
+    finally:
+        if not stored:
+            cache.delete(credential.replay_key)
 
 
 def _read_body(request: HttpRequest) -> bytes:
@@ -137,15 +168,30 @@ def _authenticate(request: HttpRequest, raw: bytes, provider: str) -> _Credentia
                 reason="source_missing",
             )
         source = _unscoped_source(source_id)
-        # An unknown source is checked against a throwaway secret and fails like a wrong
-        # signature, so neither the answer nor its timing tells which source ids exist.
-        secret = ingest_source_secret(source) if source is not None else UNKNOWN_SOURCE_SECRET
-        failure = signing.verify(signature, raw, [secret], now=time.time()) or (
-            "signature_invalid" if source is None else None
-        )
+        if source is None:
+            # Source ids are random UUIDs (122 bits): saying one does not exist tells a guesser
+            # nothing, and tells a sender with a typo what is wrong.
+            shown = re.sub(r"[^\w.-]", "?", source_id.strip())[:64]
+            raise _Refused(
+                401,
+                "unauthenticated",
+                f"No ingest source has the id '{shown}': {signing.SOURCE_HEADER} takes the "
+                "source's id, shown when it was created and in /api/v1/ingest-sources/.",
+                reason="source_unknown",
+            )
+        secret = ingest_source_secret(source)
+        now = time.time()
+        failure = signing.verify(signature, raw, [secret], now=now)
         if failure is not None:
             raise _Refused(401, "unauthenticated", SIGNATURE_FAILURES[failure], reason=failure)
-        assert source is not None
+        parsed = signing.parse(signature or "")
+        assert parsed is not None
+        timestamp = parsed[0]
+        # The signature this request's timestamp and body call for: extra or reordered v1
+        # entries in the header do not make a replay look new.
+        expected = signing.signature(secret, timestamp, raw)
+        replay_key = f"ingest:signed:{source.id}:{expected}"
+        replay_ttl = max(1, math.ceil(timestamp + signing.TOLERANCE_S - now) + 1)
         if source.provider != provider:
             raise _Refused(
                 403,
@@ -153,7 +199,7 @@ def _authenticate(request: HttpRequest, raw: bytes, provider: str) -> _Credentia
                 f"This source sends {source.provider} events: post to "
                 f"/api/v1/ingest/{source.provider}.",
             )
-        return _Credential(source, f"source:{source.id}")
+        return _Credential(source, f"source:{source.id}", replay_key, replay_ttl)
     header = request.headers.get("Authorization")
     if not header:
         raise _Refused(

@@ -392,7 +392,7 @@ def test_a_session_gets_one_destructive_anomaly_per_cooldown(client, acme, sourc
         ("future", "signature_expired"),
         ("missing", "signature_missing"),
         ("malformed", "signature_malformed"),
-        ("unknown_source", "signature_invalid"),
+        ("unknown_source", "source_unknown"),
         ("no_source", "source_missing"),
     ],
 )
@@ -426,6 +426,59 @@ def test_a_bad_signature_is_refused_and_stores_nothing(client, acme, source_for,
     assert answer.status_code == 401
     assert (problem(answer)["code"], problem(answer)["reason"]) == ("unauthenticated", reason)
     assert ingested() == 0
+
+
+def test_an_unknown_source_is_named_as_unknown(client, acme, source_for):
+    source, secret = source_for("generic")
+    body = fixture("generic")
+    headers = {"X-Igris-Signature": signing.sign(secret, body, int(time.time()))}
+    for named in ("0b7d5c1e-0000-4000-8000-000000000000", "generic feed"):
+        answer = post(client, "generic", body, **headers, **{"X-Igris-Source": named})
+        assert answer.status_code == 401
+        assert problem(answer)["reason"] == "source_unknown"
+        assert "takes the source's id" in problem(answer)["detail"]
+    assert ingested() == 0
+
+
+def test_a_signed_request_delivered_twice_is_stored_once(client, acme, source_for):
+    source, secret = source_for("generic")
+    body = json.loads(fixture("generic"))
+    for item in body["events"]:
+        item.pop("id", None)  # items without ids: nothing else would notice the duplicate
+    raw = json.dumps(body).encode()
+    signed = {
+        "X-Igris-Source": str(source.id),
+        "X-Igris-Signature": signing.sign(secret, raw, int(time.time())),
+    }
+
+    first = post(client, "generic", raw, **signed)
+    once = ingested(acme)
+    again = post(client, "generic", raw, **signed)
+    # Extra or reordered v1 entries do not make the same request look new.
+    padded = {**signed, "X-Igris-Signature": signed["X-Igris-Signature"] + f",v1={'0' * 64}"}
+    padded_again = post(client, "generic", raw, **padded)
+
+    assert first.status_code == 200 and len(first.json()["accepted"]) == 3 and once >= 3
+    for answer in (again, padded_again):
+        assert answer.status_code == 409
+        assert answer["Content-Type"] == "application/problem+json"
+        assert problem(answer)["code"] == "replayed"
+    assert ingested(acme) == once
+    # Signed anew (another timestamp), the same items are a new delivery.
+    later = post(client, "generic", raw, source=source, secret=secret, ts=time.time() + 1)
+    assert later.status_code == 200 and ingested(acme) == once + 3
+
+
+def test_a_signed_request_that_stored_nothing_may_be_sent_again(client, acme, source_for):
+    source, secret = source_for("generic")
+    raw = b'{"events": [{"type": "tool_call"}]}'  # a tool_call without its tool: rejected
+    signed = {
+        "X-Igris-Source": str(source.id),
+        "X-Igris-Signature": signing.sign(secret, raw, int(time.time())),
+    }
+    assert post(client, "generic", raw, **signed).status_code == 422
+    assert post(client, "generic", raw, **signed).status_code == 422  # not 409
+    assert ingested(acme) == 0
 
 
 @pytest.mark.parametrize(
