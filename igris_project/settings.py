@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from governance.ssrf import parse_networks
 from igris_project.env import EnvError, env_bool, env_int, env_list, env_str
 from igris_project.forwarded import TrustedProxyError, parse_trusted
 
@@ -364,6 +365,14 @@ IGRIS_INVITATION_DAYS = env_int("IGRIS_INVITATION_DAYS", 7)
 IGRIS_EMBEDDED_AUDIT_WRITER = env_bool("IGRIS_EMBEDDED_AUDIT_WRITER", not REDIS_URL)
 # Upstream URLs on link-local addresses (cloud metadata services) are refused unless allowed.
 IGRIS_UPSTREAM_ALLOW_LINK_LOCAL = env_bool("IGRIS_UPSTREAM_ALLOW_LINK_LOCAL", False)
+# Loopback and private addresses an upstream may be on (governance/ssrf.py): `private` (the
+# default: loopback and the private ranges, for a self-hosted install), `loopback`, `none` (a
+# shared multi-tenant install) or comma-separated CIDRs. Checked on save and at every connect.
+IGRIS_UPSTREAM_ALLOWED_NETWORKS = env_str("IGRIS_UPSTREAM_ALLOWED_NETWORKS", "private")
+try:
+    parse_networks(IGRIS_UPSTREAM_ALLOWED_NETWORKS)
+except ValueError as exc:
+    raise EnvError(f"IGRIS_UPSTREAM_ALLOWED_NETWORKS: {exc}") from None
 # Proxy (hot path).
 IGRIS_PROXY_MAX_BODY_BYTES = env_int("IGRIS_PROXY_MAX_BODY_BYTES", 4 * 1024 * 1024)
 IGRIS_PROXY_MAX_RESPONSE_BYTES = env_int("IGRIS_PROXY_MAX_RESPONSE_BYTES", 32 * 1024 * 1024)

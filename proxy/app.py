@@ -22,6 +22,7 @@ from django.db import InterfaceError, OperationalError
 from governance import runtime_flags as flags
 from governance.hotstate import RateCheck, get_hotstate
 from governance.policy.engine import Decision
+from governance.ssrf import AddressPolicy
 from governance.standing import EPOCH_FLAG, ensure_standing
 from proxy import audit, eras, jsonrpc
 from proxy.anomalies import Detector
@@ -74,7 +75,10 @@ def _split_path(path: str) -> str | None:
 
 class ProxyApp:
     def __init__(self) -> None:
-        self.upstream = Upstream(max_per_host=int(settings.IGRIS_UPSTREAM_MAX_CONNECTIONS))
+        self.upstream = Upstream(
+            max_per_host=int(settings.IGRIS_UPSTREAM_MAX_CONNECTIONS),
+            policy=AddressPolicy.from_settings(settings),
+        )
         self.runtime = Runtime(ttl_s=float(getattr(settings, "IGRIS_PROXY_CACHE_TTL_S", 30)))
         self.sessions = SessionRecorder()
         self.catalog = self.runtime.catalog

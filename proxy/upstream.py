@@ -14,11 +14,16 @@ the socket instead of returning a half-read connection to the pool.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
+from governance.ssrf import AddressPolicy, UnsafeUpstream
 from proxy import jsonrpc
 
 
@@ -94,6 +99,38 @@ class UpstreamResponse:
         self._response.release()
 
 
+class _RefusedAddress(OSError):
+    """Raised by the resolver for an address the SSRF policy refuses; aiohttp reports resolver
+    failures as ClientConnectorDNSError carrying it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with `inner` and refuses the whole answer when any address is outside the SSRF
+    policy (governance.ssrf). aiohttp connects only to the addresses a resolver returns, so the
+    check and the connection see the same addresses: the check is pinned to the connection."""
+
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
+        self.policy = policy
+        self.inner = inner or aiohttp.ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self.inner.resolve(host, port, family)
+        try:
+            self.policy.check_addresses(host, [result["host"] for result in results])
+        except UnsafeUpstream as exc:
+            raise _RefusedAddress(str(exc)) from None
+        return results
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 class _BrokenConnection(Exception):
     """The connection broke before any answer arrived (see Upstream.request's retry)."""
 
@@ -103,11 +140,21 @@ class _BrokenConnection(Exception):
 
 
 class Upstream:
-    def __init__(self, *, max_per_host: int = 1024) -> None:
+    def __init__(
+        self,
+        *,
+        max_per_host: int = 1024,
+        policy: AddressPolicy | None = None,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self._session: aiohttp.ClientSession | None = None
         # Long SSE streams hold a connection each: the cap must sit above the open streams one
         # process is expected to carry to one upstream.
         self.max_per_host = max_per_host
+        self.policy = policy or AddressPolicy()
+        self._resolver = resolver
+        # Literal-address hosts never reach a resolver: their verdicts, by URL (bounded).
+        self._literal_verdicts: dict[str, str | None] = {}
 
     async def start(self) -> None:
         if self._session is None:
@@ -119,6 +166,7 @@ class Upstream:
                 # pooled connection is dropped here before the server closes it under a request.
                 keepalive_timeout=4,
                 enable_cleanup_closed=True,
+                resolver=GuardedResolver(self.policy, self._resolver),
             )
             # No cookies, no auto decompression surprises: bytes pass through as sent.
             self._session = aiohttp.ClientSession(
@@ -172,6 +220,9 @@ class Upstream:
         if self._session is None:
             await self.start()
         assert self._session is not None
+        refused = self._literal_refusal(url)
+        if refused is not None:
+            raise UpstreamError(jsonrpc.UPSTREAM_UNREACHABLE, refused)
         deadline = asyncio.get_running_loop().time() + total_timeout_s
         timeout = aiohttp.ClientTimeout(
             total=None,
@@ -198,6 +249,12 @@ class Upstream:
                 f"The upstream server did not answer within {total_timeout_s:g} s.",
                 status=504,
             ) from None
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, _RefusedAddress):
+                raise UpstreamError(jsonrpc.UPSTREAM_UNREACHABLE, exc.os_error.reason) from None
+            raise UpstreamError(
+                jsonrpc.UPSTREAM_UNREACHABLE, "The upstream server's host name does not resolve."
+            ) from None
         except aiohttp.ClientConnectorError:
             raise UpstreamError(
                 jsonrpc.UPSTREAM_UNREACHABLE, "The upstream server is unreachable."
@@ -215,3 +272,27 @@ class Upstream:
             ) from None
         headers_out = {k.lower(): v for k, v in response.headers.items()}
         return UpstreamResponse(response.status, headers_out, response, total_timeout_s, deadline)
+
+    def _literal_refusal(self, url: str) -> str | None:
+        """The SSRF verdict on a URL whose host is an IP address (names go through the
+        resolver); None when it may be connected to. Cached by URL: a server's URL rarely
+        changes, and a dictionary hit costs less than parsing it on every call."""
+        try:
+            return self._literal_verdicts[url]
+        except KeyError:
+            verdict = self._judge_literal(URL(url).raw_host or "")
+            if len(self._literal_verdicts) >= 4096:
+                self._literal_verdicts.clear()
+            self._literal_verdicts[url] = verdict
+            return verdict
+
+    def _judge_literal(self, host: str) -> str | None:
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return None
+        try:
+            self.policy.check_addresses(host, [host.strip("[]")])
+        except UnsafeUpstream as exc:
+            return str(exc)
+        return None

@@ -24,7 +24,7 @@ from django.conf import settings
 
 from governance import crypto
 from governance.models import McpServer, UpstreamAuth
-from governance.ssrf import UnsafeUpstream, check_upstream_url
+from governance.ssrf import AddressPolicy, UnsafeUpstream, check_upstream_url
 
 # The newest revision that still begins with `initialize` (MCP 2025-11-25, lifecycle).
 PROTOCOL_VERSION = "2025-11-25"
@@ -178,9 +178,7 @@ class _Session:
 def _check_address(server: McpServer) -> None:
     """The SSRF guard again at connection time: a name may resolve elsewhere than when saved."""
     try:
-        check_upstream_url(
-            server.upstream_url, allow_link_local=settings.IGRIS_UPSTREAM_ALLOW_LINK_LOCAL
-        )
+        check_upstream_url(server.upstream_url, policy=AddressPolicy.from_settings(settings))
     except UnsafeUpstream as exc:
         raise UpstreamProblem(str(exc)) from None
 

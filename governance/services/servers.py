@@ -47,12 +47,10 @@ def _apply_credential(server: McpServer, credential: str | None) -> None:
 
 
 def _check_upstream(server: McpServer) -> None:
-    from governance.ssrf import UnsafeUpstream, check_upstream_url
+    from governance.ssrf import AddressPolicy, UnsafeUpstream, check_upstream_url
 
     try:
-        check_upstream_url(
-            server.upstream_url, allow_link_local=settings.IGRIS_UPSTREAM_ALLOW_LINK_LOCAL
-        )
+        check_upstream_url(server.upstream_url, policy=AddressPolicy.from_settings(settings))
     except UnsafeUpstream as exc:
         raise ServiceError(str(exc), field="upstream_url", code="unsafe_upstream") from None
 
