@@ -416,3 +416,26 @@ def test_session_counts_of_a_deleted_server_are_dropped_not_retried_forever(acme
     _flush({"igm_orphan": orphan, "igm_alive": alive})
     assert not AgentSession.objects.filter(pk="igm_orphan").exists()
     assert AgentSession.objects.get(pk="igm_alive").calls == 2
+
+
+def test_a_new_session_never_starts_after_it_was_last_seen(acme, alice):
+    """The row is written by the background flush, up to a second after the first call: it
+    starts when the call was seen, not when the row was written."""
+    from governance.models import AgentSession
+    from proxy.sessions import _flush, _Pending
+
+    seen = _Pending(
+        org_id=str(acme.id),
+        server_id=None,
+        server_slug="demo",
+        key_id=None,
+        user_id=None,
+        era="modern",
+        protocol_version="2026-07-28",
+        calls=1,
+    )
+    time.sleep(0.05)  # the flush comes after the call, as it does in the proxy
+    _flush({"igm_seen": seen})
+    row = AgentSession.objects.get(pk="igm_seen")
+    assert row.started_at <= row.last_seen_at
+    assert row.started_at == seen.started
