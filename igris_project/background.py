@@ -16,18 +16,18 @@ async def _listen_for_key_changes() -> None:
     from governance.hotstate import get_hotstate
     from governance.keys import KEY_FLAG_PREFIX, get_verifier
 
-    verifier = get_verifier()
+    # The verifier is looked up on each change, not kept: keys.reset() may replace it.
     while True:
         try:
             async with get_hotstate().subscribe_flags() as changes:
                 async for key, _value in changes:
                     if key.startswith(KEY_FLAG_PREFIX):
-                        verifier.invalidate(key[len(KEY_FLAG_PREFIX) :])
+                        get_verifier().invalidate(key[len(KEY_FLAG_PREFIX) :])
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("flag listener failed; retrying in 1 s")
-            verifier.invalidate()
+            get_verifier().invalidate()
             await asyncio.sleep(1.0)
 
 
