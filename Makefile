@@ -30,7 +30,7 @@ compat-deps: $(UV)
 	@test -x .venv-mcp1/bin/python || $(UV) venv --python 3.11 .venv-mcp1
 	@$(UV) pip install --quiet --python .venv-mcp1/bin/python -r tests/compat/requirements-mcp1.txt
 	@if ! command -v node >/dev/null 2>&1; then \
-	  echo "compat-deps: node is missing; skipping the MCP Inspector (its tests will skip)"; \
+	  echo "compat-deps: node is missing; the MCP Inspector tests will skip (and fail when CI=true)"; \
 	elif [ tests/compat/node_modules/.package-lock.json -nt tests/compat/package-lock.json ]; then \
 	  :; \
 	else \

@@ -2,7 +2,8 @@
 
 The Python SDK 1.x lives in its own virtualenv (`.venv-mcp1`) and the MCP Inspector CLI in
 `tests/compat/node_modules`; `make compat-deps` (a prerequisite of `make test`) installs both
-from pinned files. The fixtures below create them when missing and skip only when that fails.
+from pinned files. The fixtures below create them when missing and skip only when that fails;
+with CI=true a missing client fails the run instead.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -74,13 +75,20 @@ def _run_install(commands: list[list[str]]) -> str | None:
     return None
 
 
+def _unavailable(reason: str) -> NoReturn:
+    """Skip here; in CI (CI=true) a missing client fails the run instead of hiding it."""
+    if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        pytest.fail(f"{reason} (CI=true: a compatibility client must be present)")
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def mcp1_python() -> Path:
     """`.venv-mcp1/bin/python` with the pinned `mcp==1.30.0`; created like `make compat-deps`."""
     if not MCP1_PYTHON.exists():
         uv = shutil.which("uv")
         if uv is None:
-            pytest.skip(".venv-mcp1 is missing and uv is not on PATH to create it")
+            _unavailable(".venv-mcp1 is missing and uv is not on PATH to create it")
         failure = _run_install(
             [
                 [uv, "venv", "--python", "3.11", str(MCP1_VENV)],
@@ -88,7 +96,7 @@ def mcp1_python() -> Path:
             ]
         )
         if failure is not None:
-            pytest.skip(f".venv-mcp1 is missing and could not be created ({failure})")
+            _unavailable(f".venv-mcp1 is missing and could not be created ({failure})")
     probe = subprocess.run(
         [str(MCP1_PYTHON), "-c", "import importlib.metadata as m; print(m.version('mcp'))"],
         capture_output=True,
@@ -106,14 +114,14 @@ def inspector_cli() -> list[str]:
     """The argv prefix that runs the pinned MCP Inspector launcher with node."""
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed, so the MCP Inspector CLI cannot run")
+        _unavailable("node is not installed, so the MCP Inspector CLI cannot run")
     if not INSPECTOR_BIN.exists():
         npm = shutil.which("npm")
         if npm is None:
-            pytest.skip("tests/compat/node_modules is missing and npm is not on PATH")
+            _unavailable("tests/compat/node_modules is missing and npm is not on PATH")
         failure = _run_install([[npm, "ci", "--prefix", str(COMPAT), "--no-audit", "--no-fund"]])
         if failure is not None or not INSPECTOR_BIN.exists():
-            pytest.skip(f"the MCP Inspector could not be installed ({failure})")
+            _unavailable(f"the MCP Inspector could not be installed ({failure})")
     return [node, str(INSPECTOR_BIN)]
 
 

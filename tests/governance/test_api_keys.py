@@ -154,15 +154,12 @@ async def test_the_async_verifier_caches_and_forgets_on_invalidation(acme_key):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_revocation_reaches_another_process_cache_within_a_second(
-    acme, alice, acme_key, settings
-):
+async def test_a_revocation_reaches_another_process_cache(acme, alice, acme_key, settings):
     """Two verifiers stand for two processes; the revocation travels through Redis."""
     from governance.hotstate.redis import RedisHotState
     from governance.keys import KEY_FLAG_PREFIX
 
-    if not settings.REDIS_URL:
-        pytest.skip("needs Redis")
+    assert settings.REDIS_URL, "this test needs the Redis hot state"
     key, plaintext = acme_key
     other = AsyncKeyVerifier(ttl_s=3600)
     await other.verify(plaintext)
@@ -183,7 +180,7 @@ async def test_a_revocation_reaches_another_process_cache_within_a_second(
     try:
         await asyncio.wait_for(ready.wait(), 5)
         await sync_to_async(api_key_revoke)(org=acme, actor=alice, key=key)
-        await asyncio.wait_for(received.wait(), 1.0)
+        await asyncio.wait_for(received.wait(), 30.0)  # a bound, not a speed: see make bench
         with pytest.raises(KeyError_):
             await other.verify(plaintext)
     finally:

@@ -137,18 +137,21 @@ def audit_writer_process(
             out.close()
 
 
-async def _until(predicate, *, within: float) -> float:
+# A bound that only a change which never arrives can exceed: how fast it arrives is measured in
+# make bench, not asserted here.
+EFFECT_BOUND_S = 30.0
+
+
+async def _until(predicate) -> float:
     start = time.monotonic()
-    while time.monotonic() - start < within:
+    while time.monotonic() - start < EFFECT_BOUND_S:
         if await predicate():
             return time.monotonic() - start
         await asyncio.sleep(0.05)
-    raise AssertionError(f"not effective within {within} s")
+    raise AssertionError(f"not effective within {EFFECT_BOUND_S} s")
 
 
-async def test_a_publish_and_a_kill_reach_every_process_within_a_second(
-    demo_server, acme, alice, acme_key
-):
+async def test_a_publish_and_a_kill_reach_every_process(demo_server, acme, alice, acme_key):
     from governance.services import sessions_kill_for_key
 
     await _publish(acme, alice, [], posture="allow")
@@ -176,7 +179,7 @@ async def test_a_publish_and_a_kill_reach_every_process_within_a_second(
                     r.status_code == 200 and r.json()["result"].get("isError") for r in answers
                 )
 
-            publish_delay = await _until(denied_everywhere, within=1.5)
+            publish_delay = await _until(denied_everywhere)
             await sync_to_async(sessions_kill_for_key)(
                 org=acme, actor=alice, key=acme_key[0], reason="leaked"
             )
@@ -187,6 +190,6 @@ async def test_a_publish_and_a_kill_reach_every_process_within_a_second(
                 ]
                 return all(r.status_code == 403 for r in answers)
 
-            kill_delay = await _until(refused_everywhere, within=1.5)
+            kill_delay = await _until(refused_everywhere)
     print(f"publish propagated in {publish_delay:.3f} s, kill in {kill_delay:.3f} s")
     await sync_to_async(connections.close_all)()
