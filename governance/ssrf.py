@@ -121,9 +121,7 @@ class AddressPolicy:
             reason = self.refusal(address)
             if reason is not None:
                 shown = "" if text == host else f"{host} resolves to "
-                raise UnsafeUpstream(
-                    f"igris may not connect to {shown}{address}: it is {reason}."
-                )
+                raise UnsafeUpstream(f"igris may not connect to {shown}{address}: it is {reason}.")
 
 
 def check_upstream_url(

@@ -15,7 +15,6 @@ from governance.policy.engine import (
     Decision,
     Explanation,
     Skip,
-    compile_rules,
 )
 from governance.policy.regex_guard import UnsafeRegex, check_regex
 from governance.policy.rules import (
@@ -47,7 +46,6 @@ __all__ = [
     "TimeWindow",
     "UnsafeRegex",
     "check_regex",
-    "compile_rules",
     "validate_posture",
     "validate_rules",
 ]

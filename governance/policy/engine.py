@@ -213,9 +213,3 @@ class CompiledPolicy:
             if not compiled.args:
                 return False
         return self.posture == "allow"
-
-
-def compile_rules(
-    rules: Sequence[Rule], *, posture: Posture, version: int | None = None
-) -> CompiledPolicy:
-    return CompiledPolicy(rules, posture=posture, version=version)

@@ -8,7 +8,7 @@ a snapshot can be built from the stored JSON anywhere, including in tests and be
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from governance.policy.engine import CallContext, CompiledPolicy, Decision, Explanation
@@ -54,16 +54,32 @@ class PolicySnapshot:
         return call.org_id == self.org_id and self.compiled.tool_visible(call, tool)
 
     def filter_tools(self, call: CallContext, tools: Iterable[ToolT]) -> list[ToolT]:
-        """The tools of a tools/list result that the caller may call with some arguments.
+        """The tools of a tools/list result that the caller may call with some arguments."""
+        return self.filter_items(call, "tools/call", tools, "name")
 
-        `call` is the tools/list request; a tool entry without a string "name" is dropped (it
-        could not be called anyway).
+    def filter_items(
+        self, call: CallContext, target_method: str, items: Iterable[ToolT], key: str
+    ) -> list[ToolT]:
+        """The entries of a list result (tools, prompts, resources) the caller may use.
+
+        `call` is the list request; `target_method` is what an entry is used with (tools/call,
+        prompts/get, resources/read) and `key` the field naming it. An entry without a string
+        name is dropped: it could not be called anyway, and a policy cannot judge it. A tool is
+        kept when some arguments could be allowed; a prompt or resource when using it by name
+        is not denied.
         """
         visible: list[ToolT] = []
-        for tool in tools:
-            name = tool.get("name") if isinstance(tool, Mapping) else None
-            if isinstance(name, str) and self.tool_visible(call, name):
-                visible.append(tool)
+        for item in items:
+            name = item.get(key) if isinstance(item, Mapping) else None
+            if not isinstance(name, str):
+                continue
+            if target_method == "tools/call":
+                allowed = self.tool_visible(call, name)
+            else:
+                probe = replace(call, method=target_method, name=name, arguments=None)
+                allowed = self.decide(probe).action != "deny"
+            if allowed:
+                visible.append(item)
         return visible
 
     def _wrong_org(self, call: CallContext) -> Decision:

@@ -14,9 +14,8 @@ from governance.permissions import Role
 from governance.policy import (
     CallContext,
     Explanation,
+    PolicySnapshot,
     PolicyValidationError,
-    compile_rules,
-    validate_rules,
 )
 from governance.policy.rules import KNOWN_METHODS
 from governance.views.base import Console
@@ -100,11 +99,15 @@ def _explain(
             return None, ""
         documents, label = stored.rules, f"version {version}"
     try:
-        rules = validate_rules(documents)
+        snapshot = PolicySnapshot.from_documents(
+            org_id=str(console.org.id),
+            version=version,
+            posture=console.org.default_posture,
+            documents=documents,
+        )
     except PolicyValidationError as exc:
         form.add_error(None, f"These rules do not validate: {exc}")
         return None, label
-    compiled = compile_rules(rules, posture=console.org.default_posture, version=version)  # type: ignore[arg-type]
     call = CallContext(
         org_id=str(console.org.id),
         server_slug=data["server"].strip(),
@@ -116,4 +119,4 @@ def _explain(
         role=data["role"] or None,
         now=timezone.now(),
     )
-    return compiled.explain(call), label
+    return snapshot.explain(call), label

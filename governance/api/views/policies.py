@@ -37,10 +37,8 @@ from governance.models import Organization, PolicyVersion
 from governance.permissions import Action
 from governance.policy import (
     CallContext,
-    CompiledPolicy,
+    PolicySnapshot,
     PolicyValidationError,
-    compile_rules,
-    validate_rules,
 )
 
 DRAFT = "draft"
@@ -57,17 +55,19 @@ def rules_of(org: Organization, ref: Any) -> tuple[list[Any], int | None, str]:
     return list(version.rules), version.number, f"version {version.number}"
 
 
-def compiled_policy(org: Organization, ref: Any) -> tuple[CompiledPolicy, list[Any], str]:
-    """The chosen rule list compiled under the organisation's current posture."""
+def compiled_policy(org: Organization, ref: Any) -> tuple[PolicySnapshot, list[Any], str]:
+    """The chosen rule list as the organisation's policy snapshot (the class the proxy decides
+    with), under the organisation's current posture."""
     documents, number, label = rules_of(org, ref)
     try:
-        rules = validate_rules(documents)
+        snapshot = PolicySnapshot.from_documents(
+            org_id=str(org.id), version=number, posture=org.default_posture, documents=documents
+        )
     except PolicyValidationError as exc:  # stored rules were validated when saved
         raise ApiProblem(
             409, "invalid_stored_rules", f"The {label} does not validate: {exc}"
         ) from None
-    posture = org.default_posture
-    return compile_rules(rules, posture=posture, version=number), documents, label  # type: ignore[arg-type]
+    return snapshot, documents, label
 
 
 def _draft_body(org: Organization) -> dict[str, Any]:

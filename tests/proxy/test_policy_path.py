@@ -1,0 +1,107 @@
+"""The proxy decides through the one compiled-policy class (governance.policy.PolicySnapshot):
+its cross-organisation guard and its rule for nameless list entries hold on the proxy's path."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from tests.proxy.test_kill_switch import _post_call
+from tests.proxy.test_proxy_e2e import _drain_events, _publish
+from tests.support import serving
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LIST_HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2026-07-28",
+    "Mcp-Method": "tools/list",
+}
+
+
+async def test_a_snapshot_handed_another_organisations_call_denies_through_the_proxy(
+    igris_url, demo_server, acme, alice, acme_key, globex, charlie, globex_key, monkeypatch
+):
+    """If the proxy ever looked up the wrong organisation's policy, the snapshot refuses to
+    apply it: the call is denied and the audit record says why."""
+    from governance.policy_store import snapshot_for_org
+    from governance.services import server_create
+    from proxy.runtime import Runtime
+
+    await _publish(acme, alice, [], posture="allow")
+    await sync_to_async(server_create)(
+        org=globex,
+        actor=charlie,
+        name="Demo tools",
+        slug="demo",
+        upstream_url=demo_server.upstream_url,
+    )
+    acme_snapshot = await sync_to_async(snapshot_for_org)(str(acme.id))
+
+    async def always_acme(self, org_id):
+        return acme_snapshot
+
+    monkeypatch.setattr(Runtime, "snapshot", always_acme)
+    async with httpx.AsyncClient(base_url=igris_url, timeout=30) as http:
+        answer = await _post_call(http, globex_key[1], "echo", {"text": "hi"})
+
+    result = answer.json()["result"]
+    assert result["isError"] is True and "policy unavailable" in result["content"][0]["text"]
+    denial = [e for e in await _drain_events(globex.id) if e["type"] == "tool_call"][0]
+    assert denial["decision"] == "deny"
+    assert f"asked about organisation {globex.id}" in denial["reason"]
+    await sync_to_async(connections.close_all)()
+
+
+def _listing_upstream(tools: list[dict]):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def test_a_listed_tool_without_a_name_is_dropped_by_the_proxy(
+    igris_url, acme, alice, acme_key
+):
+    from governance.services import server_create
+
+    await _publish(acme, alice, [], posture="allow")
+    tools = [
+        {"name": "echo", "inputSchema": {"type": "object"}},
+        {"description": "no name at all", "inputSchema": {"type": "object"}},
+        {"name": 7, "inputSchema": {"type": "object"}},
+    ]
+    with serving(_listing_upstream(tools)) as port:
+        await sync_to_async(server_create)(
+            org=acme,
+            actor=alice,
+            name="Lister",
+            slug="lister",
+            upstream_url=f"http://127.0.0.1:{port}/mcp",
+        )
+        async with httpx.AsyncClient(base_url=igris_url, timeout=30) as http:
+            answer = await http.post(
+                "/proxy/lister/mcp",
+                headers={**LIST_HEADERS, "Authorization": f"Bearer {acme_key[1]}"},
+                content=b'{"jsonrpc":"2.0","id":1,"method":"tools/list"}',
+            )
+    assert answer.status_code == 200, answer.text
+    assert [t.get("name") for t in answer.json()["result"]["tools"]] == ["echo"]
+    await sync_to_async(connections.close_all)()
