@@ -12,7 +12,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from proxy.runtime import TtlCache
+from proxy.ttlcache import TtlCache
 
 log = logging.getLogger("igris.proxy.catalog")
 

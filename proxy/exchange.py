@@ -42,7 +42,7 @@ class Exchange:
         return eras.client_info(self.msg) or (self.binding or {}).get("client")
 
     def call_context(self) -> Any:
-        from governance.policy.engine import CallContext
+        from governance.policy.context import CallContext
 
         msg = self.msg
         assert msg is not None

@@ -9,8 +9,8 @@ No Django, Redis or I/O anywhere in this package (import-linter checks engine an
 
 from __future__ import annotations
 
+from governance.policy.context import CallContext
 from governance.policy.engine import (
-    CallContext,
     CompiledPolicy,
     Decision,
     Explanation,

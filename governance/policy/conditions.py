@@ -10,14 +10,12 @@ import fnmatch
 import json
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from governance.policy.context import CallContext
 from governance.policy.regex_guard import MAX_REGEX_SUBJECT, compile_linear
 from governance.policy.rules import DAYS, ArgCondition, TimeWindow
-
-if TYPE_CHECKING:
-    from governance.policy.engine import CallContext
 
 _MISSING: Any = object()
 # How explain() names the call's name: (with a value, without one).

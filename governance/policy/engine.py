@@ -13,10 +13,9 @@ could not have matched.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from governance.policy.conditions import (
     ArgCheck,
@@ -28,28 +27,9 @@ from governance.policy.conditions import (
     TagCheck,
     TimeCheck,
 )
+from governance.policy.context import CallContext
 from governance.policy.index import GlobIndex, ValueIndex, bits
 from governance.policy.rules import Action, Posture, RateLimit, Rule, validate_posture
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CallContext:
-    """One MCP request as the policy sees it."""
-
-    org_id: str
-    server_slug: str
-    method: str
-    # The tool name (tools/call), the prompt name (prompts/get) or the uri (resources/read).
-    name: str | None = None
-    arguments: Mapping[str, Any] | None = None  # params.arguments
-    key_id: str | None = None
-    key_tags: frozenset[str] = frozenset()
-    role: str | None = None
-    now: datetime
-
-    def __post_init__(self) -> None:
-        if self.now.utcoffset() is None:
-            raise ValueError("CallContext.now must be an aware datetime")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from governance.policy.engine import CallContext, CompiledPolicy, Decision, Explanation
+from governance.policy.context import CallContext
+from governance.policy.engine import CompiledPolicy, Decision, Explanation
 from governance.policy.rules import Posture, Rule, validate_posture, validate_rules
 
 ToolT = TypeVar("ToolT", bound=Mapping[str, Any])

@@ -52,7 +52,7 @@ async def test_a_snapshot_handed_another_organisations_call_denies_through_the_p
 
     result = answer.json()["result"]
     assert result["isError"] is True and "policy unavailable" in result["content"][0]["text"]
-    denial = [e for e in await _drain_events(globex.id) if e["type"] == "tool_call"][0]
+    denial = next(e for e in await _drain_events(globex.id) if e["type"] == "tool_call")
     assert denial["decision"] == "deny"
     assert f"asked about organisation {globex.id}" in denial["reason"]
     await sync_to_async(connections.close_all)()

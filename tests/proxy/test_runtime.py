@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.runtime import TtlCache
+from proxy.ttlcache import TtlCache
 
 
 async def test_the_cache_loads_once_and_stays_bounded_under_many_unknown_keys():
