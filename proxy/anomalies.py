@@ -16,12 +16,15 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
 from governance import runtime_flags as flags
 from proxy import audit
+from proxy.catalog import Catalog
+from proxy.sessions import SessionRecorder
 
 log = logging.getLogger("igris.proxy.anomalies")
 
@@ -77,8 +80,18 @@ def _store(event: dict[str, Any], detail: dict[str, Any], auto_suspend: bool) ->
 
 
 class Detector:
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(
+        self,
+        *,
+        recorder: audit.AuditRecorder,
+        hotstate: Callable[[], Any],
+        sessions: SessionRecorder,
+        catalog: Catalog,
+    ) -> None:
+        self.recorder = recorder
+        self.hotstate = hotstate  # this loop's hot state
+        self.sessions = sessions
+        self.catalog = catalog
         self._tasks: set[asyncio.Task[Any]] = set()
         # Per session: calls since the last flush and the latest exchange (for the event).
         self._calls: dict[str, tuple[int, Any]] = {}
@@ -109,7 +122,7 @@ class Detector:
             name = msg.name if msg else None
             if msg is None or msg.method != "tools/call":
                 return
-            tools = await self.app.catalog.tools(exchange.server.id)
+            tools = await self.catalog.tools(exchange.server.id)
             info = tools.get(name or "")
             if is_destructive(name, info.annotations if info else None):
                 await self._fire(
@@ -149,7 +162,7 @@ class Detector:
         """Add each session's recent calls to its shared per-minute window and look for spikes."""
         pending, self._calls = self._calls, {}
         for session_id, (count, exchange) in pending.items():
-            stats = await self.app.hotstate.window_add(
+            stats = await self.hotstate().window_add(
                 f"calls:{session_id}", bucket_s=60, buckets=WINDOW_BUCKETS, amount=count
             )
             if is_spike(stats.buckets):
@@ -186,7 +199,7 @@ class Detector:
                 return
             if len(self._cooling) > 100_000:
                 self._cooling = {k: v for k, v in self._cooling.items() if v > now}
-            if not await self.app.hotstate.set_if_absent(cooldown, "1", COOLDOWN_S):
+            if not await self.hotstate().set_if_absent(cooldown, "1", COOLDOWN_S):
                 # Another process fired it: stay quiet here a while without asking again.
                 self._cooling[cooldown] = now + LOCAL_COOLDOWN_S
                 return
@@ -195,8 +208,8 @@ class Detector:
             event = exchange.event(decision="observed", result="anomaly", data=data)
             event["type"] = "anomaly"
             event["data"]["tool"] = tool
-            await audit.record(self.app.hotstate, event, embedded=self.app.embedded_audit)
-            await self.app.sessions.flush()
+            await self.recorder.record(event)
+            await self.sessions.flush()
             auto = bool(exchange.org and exchange.org.auto_suspend_on_anomaly)
             await sync_to_async(_store, thread_sensitive=False)(event, data, auto)
         except Exception:

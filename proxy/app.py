@@ -28,6 +28,7 @@ from proxy import audit, eras, jsonrpc
 from proxy.anomalies import Detector
 from proxy.auth import AuthFailure, Principal, authenticate
 from proxy.breaker import Breakers, Refusal
+from proxy.deps import ProxyDeps
 from proxy.exchange import Exchange
 from proxy.forwarding import circuit_open, relay
 from proxy.http import (
@@ -74,26 +75,43 @@ def _split_path(path: str) -> str | None:
 
 
 class ProxyApp:
+    """One event loop's proxy: it admits each request and hands the answer to the paths in
+    proxy.outcomes, proxy.forwarding and proxy.standalone, giving them its `deps`, not itself."""
+
     def __init__(self) -> None:
-        self.upstream = Upstream(
-            max_per_host=int(settings.IGRIS_UPSTREAM_MAX_CONNECTIONS),
-            policy=AddressPolicy.from_settings(settings),
+        runtime = Runtime(ttl_s=float(getattr(settings, "IGRIS_PROXY_CACHE_TTL_S", 30)))
+        sessions = SessionRecorder()
+        recorder = audit.AuditRecorder(embedded=not settings.REDIS_URL, hotstate=get_hotstate)
+        breakers = Breakers(recorder, get_hotstate)
+        runtime.on_circuit = breakers.on_flag
+        self.deps = ProxyDeps(
+            upstream=Upstream(
+                max_per_host=int(settings.IGRIS_UPSTREAM_MAX_CONNECTIONS),
+                policy=AddressPolicy.from_settings(settings),
+            ),
+            runtime=runtime,
+            sessions=sessions,
+            breakers=breakers,
+            detector=Detector(
+                recorder=recorder,
+                hotstate=get_hotstate,
+                sessions=sessions,
+                catalog=runtime.catalog,
+            ),
+            recorder=recorder,
+            hotstate_of=get_hotstate,
+            max_body=int(settings.IGRIS_PROXY_MAX_BODY_BYTES),
+            max_response=int(settings.IGRIS_PROXY_MAX_RESPONSE_BYTES),
+            keepalive_s=float(settings.IGRIS_SSE_KEEPALIVE_S),
         )
-        self.runtime = Runtime(ttl_s=float(getattr(settings, "IGRIS_PROXY_CACHE_TTL_S", 30)))
-        self.sessions = SessionRecorder()
-        self.catalog = self.runtime.catalog
-        self.detector = Detector(self)
-        self.usage = UsageMeter(self)
-        self.breakers = Breakers(self)
-        self.runtime.on_circuit = self.breakers.on_flag
+        # The parts this class uses itself, by name.
+        self.upstream, self.runtime, self.sessions = self.deps.upstream, runtime, sessions
+        self.breakers, self.detector, self.recorder = breakers, self.deps.detector, recorder
+        self.usage = UsageMeter(get_hotstate)
         self._tasks: list[asyncio.Task[Any]] = []
-        self.embedded_audit = not settings.REDIS_URL
-        self.max_body = int(settings.IGRIS_PROXY_MAX_BODY_BYTES)
         self.body_timeout_s = float(settings.IGRIS_PROXY_BODY_TIMEOUT_S)
         self.backlog = audit.BacklogGauge(int(settings.IGRIS_AUDIT_STREAM_MAX_BACKLOG))
-        self.max_response = int(settings.IGRIS_PROXY_MAX_RESPONSE_BYTES)
         self.key_rate_per_min = int(settings.IGRIS_KEY_RATE_PER_MIN)
-        self.keepalive_s = float(settings.IGRIS_SSE_KEEPALIVE_S)
 
     @property
     def hotstate(self) -> Any:
@@ -202,7 +220,7 @@ class ProxyApp:
             )
             return
         server = await self.runtime.server(principal.org_id, slug)
-        reject = Rejection(self, send, principal, slug, server.id if server else None)
+        reject = Rejection(self.recorder, send, principal, slug, server.id if server else None)
         if server is None:
             await reject(
                 404, jsonrpc.INVALID_REQUEST, f"No MCP server '{slug}' in this organisation."
@@ -222,7 +240,7 @@ class ProxyApp:
         if method == "POST":
             await self._post(scope, receive, send, headers, principal, server)
         else:
-            await stream_or_delete(self, method, receive, send, headers, principal, server)
+            await stream_or_delete(self.deps, method, receive, send, headers, principal, server)
 
     # --- POST: one JSON-RPC message -------------------------------------------------------------
 
@@ -236,18 +254,18 @@ class ProxyApp:
         server: ServerConfig,
     ) -> None:
         t0 = time.perf_counter()
-        reject = Rejection(self, send, principal, server.slug, server.id)
+        reject = Rejection(self.recorder, send, principal, server.slug, server.id)
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             await reject(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json.")
             return
         try:
-            body = await read_body(receive, self.max_body, self.body_timeout_s)
+            body = await read_body(receive, self.deps.max_body, self.body_timeout_s)
         except BodyTooLarge:
             await reject(
                 413,
                 jsonrpc.INVALID_REQUEST,
-                f"The request body exceeds the limit of {self.max_body} bytes.",
+                f"The request body exceeds the limit of {self.deps.max_body} bytes.",
             )
             return
         except BodyTimeout:
@@ -275,7 +293,7 @@ class ProxyApp:
         msg = parsed
         if (
             msg.kind == "request"
-            and not self.embedded_audit
+            and not self.recorder.embedded
             and await self.backlog.full(self.hotstate)
         ):
             # Fail closed rather than trim the stream: nothing is forwarded that cannot be
@@ -403,7 +421,7 @@ class ProxyApp:
             # initialize a new session (2025-03-26, session management). Other stops (a key, a
             # server, the organisation) refuse whatever session is used, so they stay 403.
             ended = state == "killed" and stop == flags.kill_session(session_id)
-            await refuse(self, send, exchange, state, reason, ended=ended)
+            await refuse(self.deps, send, exchange, state, reason, ended=ended)
             return
         if msg.kind != "request":
             await self._forward(send, exchange, headers, body, decision=None)
@@ -411,33 +429,15 @@ class ProxyApp:
         denied = [r for r in results if not r.allowed]
         if denied:
             retry = max(r.retry_after_s for r in denied)
-            await rate_limited(self, send, exchange, retry)
+            await rate_limited(self.deps, send, exchange, retry)
             return
         if decision is not None and decision.action == "deny":
-            await deny(self, send, exchange, decision)
+            await deny(self.deps, send, exchange, decision)
         else:
             await self._forward(send, exchange, headers, body, decision=decision)
         if msg.method == "tools/call":
             self.usage.count(org.id)
         self.detector.after_call(exchange, decision)
-
-    async def record_cancelled(
-        self, exchange: Exchange, decision: Any, upstream_started: float
-    ) -> None:
-        """The client left before its answer, and closing the upstream request was the cancel
-        the upstream saw: the call is recorded as cancelled. No answer is owed, so a failure to
-        record can only be logged."""
-        exchange.upstream_ms = (time.perf_counter() - upstream_started) * 1000
-        event = exchange.event(
-            decision=decision.action if decision else "allow",
-            result="cancelled",
-            decision_obj=decision,
-            data={"reason": "client disconnected"},
-        )
-        try:
-            await audit.record(self.hotstate, event, embedded=self.embedded_audit)
-        except audit.AuditUnavailable:
-            log.exception("could not record a cancelled call to %s", exchange.server.slug)
 
     # --- forwarding ------------------------------------------------------------------------
 
@@ -446,11 +446,11 @@ class ProxyApp:
     ) -> None:
         admission = await self.breakers.admit(exchange.server)
         if isinstance(admission, Refusal):
-            await circuit_open(self, send, exchange, admission, decision)
+            await circuit_open(self.deps, send, exchange, admission, decision)
             return
         exchange.circuit_trial = admission
         try:
-            await relay(self, send, exchange, headers, body, decision=decision)
+            await relay(self.deps, send, exchange, headers, body, decision=decision)
         finally:
             if admission:
                 await self.breakers.finish_trial(exchange.server)

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,6 +124,19 @@ class BacklogGauge:
                 # The append that follows fails closed on its own if the store is gone.
                 log.warning("could not sample the audit stream's length", exc_info=True)
         return self.length > self.limit
+
+
+class AuditRecorder:
+    """Makes the proxy's audit events durable (`record` below): what the answer paths, the
+    breakers and the anomaly detector are given instead of the proxy itself."""
+
+    def __init__(self, *, embedded: bool, hotstate: Callable[[], Any]) -> None:
+        self.embedded = embedded  # the embedded default: the database, not the stream
+        self.hotstate = hotstate  # this loop's hot state (governance.hotstate.get_hotstate)
+
+    async def record(self, event: dict[str, Any]) -> None:
+        """Make `event` durable or raise AuditUnavailable."""
+        await record(self.hotstate(), event, embedded=self.embedded)
 
 
 async def record(hotstate: Any, event: dict[str, Any], *, embedded: bool) -> None:

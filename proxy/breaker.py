@@ -22,6 +22,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,8 +71,9 @@ class Refusal:
 class Breakers:
     """The breakers of one proxy process, keyed by server id."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    def __init__(self, recorder: audit.AuditRecorder, hotstate: Callable[[], Any]) -> None:
+        self.recorder = recorder
+        self.hotstate = hotstate  # this loop's hot state
         self.token = uuid.uuid4().hex
         self._circuits: dict[str, _Circuit] = {}
 
@@ -154,7 +156,7 @@ class Breakers:
     async def _claim_trial(self, server: Any, circuit: _Circuit, now: float) -> Refusal | bool:
         ttl_s = server.connect_timeout_s + server.total_timeout_s + TRIAL_RECHECK_S
         try:
-            won = await self.app.hotstate.set_if_absent(
+            won = await self.hotstate().set_if_absent(
                 flags.circuit_trial(server.id), self.token, ttl_s
             )
         except Exception:
@@ -212,7 +214,7 @@ class Breakers:
             by=self.token,
         )
         try:
-            await self.app.hotstate.set_flag(
+            await self.hotstate().set_flag(
                 flags.circuit(server.id), state.encode(), ttl_s=STATE_TTL_S
             )
         except Exception:
@@ -220,7 +222,7 @@ class Breakers:
 
     async def _release_trial(self, server: Any) -> None:
         try:
-            await self.app.hotstate.delete_flag(flags.circuit_trial(server.id))
+            await self.hotstate().delete_flag(flags.circuit_trial(server.id))
         except Exception:
             log.warning("could not release the circuit trial of %s", server.slug, exc_info=True)
 
@@ -242,6 +244,6 @@ class Breakers:
             data=data,
         )
         try:
-            await audit.record(self.app.hotstate, event, embedded=self.app.embedded_audit)
+            await self.recorder.record(event)
         except audit.AuditUnavailable:
             log.warning("could not record the circuit change of %s", server.slug)

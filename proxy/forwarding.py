@@ -11,23 +11,27 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 
 from governance import runtime_flags as flags
 from proxy import eras, jsonrpc
 from proxy.breaker import Refusal
+from proxy.deps import ProxyDeps
 from proxy.exchange import Exchange
 from proxy.http import ClientGone, Receive, Send, send_bytes
 from proxy.http import send_rpc_error as rpc_error
-from proxy.outcomes import circuit_open_error, durable, request_msg, state_store_down
+from proxy.outcomes import (
+    circuit_open_error,
+    durable,
+    record_cancelled,
+    request_msg,
+    state_store_down,
+)
 from proxy.sessions import new_session_id
 from proxy.streaming import server_error, stream_response
 from proxy.upstream import UpstreamError
-
-if TYPE_CHECKING:
-    from proxy.app import ProxyApp
 
 # Requests that change nothing upstream: sent again once if a pooled connection broke under them.
 RETRY_SAFE_METHODS = frozenset(
@@ -43,7 +47,7 @@ RETRY_SAFE_METHODS = frozenset(
 
 
 async def circuit_open(
-    app: ProxyApp, send: Send, exchange: Exchange, refusal: Refusal, decision: Any
+    deps: ProxyDeps, send: Send, exchange: Exchange, refusal: Refusal, decision: Any
 ) -> None:
     """Fail fast while the upstream's circuit is open; audited like an upstream failure."""
     msg = request_msg(exchange)
@@ -59,7 +63,7 @@ async def circuit_open(
         decision_obj=decision,
         data={"error": text, "circuit": "open", "retry_after_s": refusal.retry_after},
     )
-    if await durable(app, send, exchange, event):
+    if await durable(deps, send, exchange, event):
         await rpc_error(
             send,
             503,
@@ -69,11 +73,11 @@ async def circuit_open(
             data=data,
             headers=retry_header,
         )
-        app.sessions.note_call(exchange, denied=False, error=True)
+        deps.sessions.note_call(exchange, denied=False, error=True)
 
 
 async def relay(
-    app: ProxyApp,
+    deps: ProxyDeps,
     send: Send,
     exchange: Exchange,
     headers: dict[str, str],
@@ -85,7 +89,7 @@ async def relay(
     upstream_headers = eras.upstream_headers(headers, exchange.server, exchange.binding)
     t_up = time.perf_counter()
     request = asyncio.ensure_future(
-        app.upstream.request(
+        deps.upstream.request(
             "POST",
             exchange.server.url,
             headers=upstream_headers,
@@ -104,7 +108,7 @@ async def relay(
         with contextlib.suppress(BaseException):
             await request
         if msg.kind == "request":
-            await app.record_cancelled(exchange, decision, t_up)
+            await record_cancelled(deps, exchange, decision, t_up)
         raise ClientGone()
     gone.cancel()
     with contextlib.suppress(BaseException):
@@ -113,7 +117,7 @@ async def relay(
         response = request.result()
     except UpstreamError as exc:
         exchange.upstream_ms = (time.perf_counter() - t_up) * 1000
-        await app.breakers.settle(exchange.server, trial=exchange.circuit_trial, error=exc.message)
+        await deps.breakers.settle(exchange.server, trial=exchange.circuit_trial, error=exc.message)
         if msg.kind != "request":
             await rpc_error(send, exc.status, exc.code, exc.message)
             return
@@ -123,24 +127,24 @@ async def relay(
             decision_obj=decision,
             data={"error": exc.message},
         )
-        if await durable(app, send, exchange, event):
+        if await durable(deps, send, exchange, event):
             await rpc_error(send, exc.status, exc.code, exc.message, id=msg.id)
-            app.sessions.note_call(exchange, denied=False, error=True)
+            deps.sessions.note_call(exchange, denied=False, error=True)
         return
     exchange.upstream_status = response.status
     if msg.kind != "request":
         # Notifications and client responses: 202 with an empty body when accepted.
         try:
-            await response.read(app.max_body)
+            await response.read(deps.max_body)
         except UpstreamError as exc:
             response.close()
-            await app.breakers.settle(
+            await deps.breakers.settle(
                 exchange.server, trial=exchange.circuit_trial, error=exc.message
             )
             await rpc_error(send, exc.status, exc.code, exc.message)
             return
         response.release()
-        await app.breakers.settle(
+        await deps.breakers.settle(
             exchange.server, trial=exchange.circuit_trial, error=server_error(response.status)
         )
         await send_bytes(send, response.status, b"", content_type=None)
@@ -155,7 +159,7 @@ async def relay(
             "client": exchange.client_info(),
         }
         try:
-            await app.hotstate.set_flag(
+            await deps.hotstate.set_flag(
                 flags.session_binding(exchange.session_id),
                 json.dumps(binding),
                 ttl_s=float(settings.IGRIS_SESSION_TTL_S),
@@ -164,7 +168,7 @@ async def relay(
             response.close()
             await state_store_down(send, msg.id, "session binding")
             return
-    await stream_response(app, send, exchange, response, decision=decision, t_upstream=t_up)
+    await stream_response(deps, send, exchange, response, decision=decision, t_upstream=t_up)
 
 
 async def client_gone(receive: Receive | None) -> None:

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from governance.policy import Decision
 from proxy import audit, jsonrpc
 from proxy.auth import Principal
 from proxy.breaker import Refusal
+from proxy.deps import ProxyDeps
 from proxy.exchange import Exchange
 from proxy.http import Send, send_bytes
 from proxy.http import send_rpc_error as rpc_error
 from proxy.runtime import ServerConfig
-
-if TYPE_CHECKING:
-    from proxy.app import ProxyApp
 
 log = logging.getLogger("igris.proxy")
 
@@ -32,10 +31,15 @@ def request_msg(exchange: Exchange) -> jsonrpc.Message:
 
 
 async def durable(
-    app: ProxyApp, send: Send, exchange: Exchange, event: dict[str, Any], *, forwarded: bool = False
+    deps: ProxyDeps,
+    send: Send,
+    exchange: Exchange,
+    event: dict[str, Any],
+    *,
+    forwarded: bool = False,
 ) -> bool:
     try:
-        await audit.record(app.hotstate, event, embedded=app.embedded_audit)
+        await deps.recorder.record(event)
         return True
     except audit.AuditUnavailable:
         log.exception("audit store unavailable; failing closed")
@@ -49,7 +53,7 @@ async def durable(
 
 
 async def refuse(
-    app: ProxyApp,
+    deps: ProxyDeps,
     send: Send,
     exchange: Exchange,
     state: str,
@@ -72,7 +76,7 @@ async def refuse(
         result="error",
         data={"reason": f"session_{state}", "detail": reason},
     )
-    if await durable(app, send, exchange, event):
+    if await durable(deps, send, exchange, event):
         await rpc_error(
             send,
             status,
@@ -81,15 +85,17 @@ async def refuse(
             id=request_msg(exchange).id,
             data={"state": state, "reason": reason},
         )
-        app.sessions.note_call(exchange, denied=True, error=False)
+        deps.sessions.note_call(exchange, denied=True, error=False)
 
 
-async def rate_limited(app: ProxyApp, send: Send, exchange: Exchange, retry_after_s: float) -> None:
+async def rate_limited(
+    deps: ProxyDeps, send: Send, exchange: Exchange, retry_after_s: float
+) -> None:
     retry = max(1, int(retry_after_s + 0.999))
     event = exchange.event(
         decision="rate_limited", result="error", data={"retry_after_s": round(retry_after_s, 3)}
     )
-    if await durable(app, send, exchange, event):
+    if await durable(deps, send, exchange, event):
         await rpc_error(
             send,
             429,
@@ -99,12 +105,12 @@ async def rate_limited(app: ProxyApp, send: Send, exchange: Exchange, retry_afte
             data={"retry_after_s": retry},
             headers=[(b"retry-after", str(retry).encode())],
         )
-        app.sessions.note_call(exchange, denied=True, error=False)
+        deps.sessions.note_call(exchange, denied=True, error=False)
 
 
-async def deny(app: ProxyApp, send: Send, exchange: Exchange, decision: Any) -> None:
+async def deny(deps: ProxyDeps, send: Send, exchange: Exchange, decision: Any) -> None:
     event = exchange.event(decision="deny", result="denied", decision_obj=decision)
-    if not await durable(app, send, exchange, event):
+    if not await durable(deps, send, exchange, event):
         return
     text = exchange.denial_text(decision)
     if request_msg(exchange).method == "tools/call":
@@ -122,7 +128,26 @@ async def deny(app: ProxyApp, send: Send, exchange: Exchange, decision: Any) -> 
             {"igris/decision": exchange.decision_meta(decision)},
         )
     await send_bytes(send, 200, jsonrpc.dumps(body), headers=exchange.response_headers())
-    app.sessions.note_call(exchange, denied=True, error=False)
+    deps.sessions.note_call(exchange, denied=True, error=False)
+
+
+async def record_cancelled(
+    deps: ProxyDeps, exchange: Exchange, decision: Decision | None, upstream_started: float
+) -> None:
+    """The client left before its answer, and closing the upstream request was the cancel the
+    upstream saw: the call is recorded as cancelled. No answer is owed, so a failure to record
+    can only be logged."""
+    exchange.upstream_ms = (time.perf_counter() - upstream_started) * 1000
+    event = exchange.event(
+        decision=decision.action if decision else "allow",
+        result="cancelled",
+        decision_obj=decision,
+        data={"reason": "client disconnected"},
+    )
+    try:
+        await deps.recorder.record(event)
+    except audit.AuditUnavailable:
+        log.exception("could not record a cancelled call to %s", exchange.server.slug)
 
 
 class Rejection:
@@ -131,9 +156,14 @@ class Rejection:
     is down does not change the answer."""
 
     def __init__(
-        self, app: ProxyApp, send: Send, principal: Principal, slug: str, server_id: str | None
+        self,
+        recorder: audit.AuditRecorder,
+        send: Send,
+        principal: Principal,
+        slug: str,
+        server_id: str | None,
     ) -> None:
-        self.app, self.send, self.principal = app, send, principal
+        self.recorder, self.send, self.principal = recorder, send, principal
         self.slug, self.server_id = slug, server_id
 
     async def __call__(
@@ -162,7 +192,7 @@ class Rejection:
             data={"status": status, "code": code, "reason": message},
         )
         try:
-            await audit.record(self.app.hotstate, event, embedded=self.app.embedded_audit)
+            await self.recorder.record(event)
         except audit.AuditUnavailable:
             log.warning("could not record a rejected request (%s %s)", status, code)
         await rpc_error(self.send, status, code, message, id=id, data=data, headers=headers)

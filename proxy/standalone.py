@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from governance import runtime_flags as flags
 from proxy import eras, jsonrpc
 from proxy.auth import Principal
 from proxy.breaker import Refusal
+from proxy.deps import ProxyDeps
 from proxy.exchange import Exchange
 from proxy.http import Receive, Send, send_bytes
 from proxy.http import send_rpc_error as rpc_error
@@ -23,14 +23,11 @@ from proxy.sessions import parse_binding
 from proxy.streaming import server_error, stream_response
 from proxy.upstream import UpstreamError
 
-if TYPE_CHECKING:
-    from proxy.app import ProxyApp
-
 log = logging.getLogger("igris.proxy")
 
 
 async def stream_or_delete(
-    app: ProxyApp,
+    deps: ProxyDeps,
     method: str,
     receive: Receive,
     send: Send,
@@ -64,7 +61,7 @@ async def stream_or_delete(
     if principal.key_id:
         keys.append(flags.kill_key(principal.key_id))
     try:
-        values = await app.hotstate.get_flags(keys)
+        values = await deps.hotstate.get_flags(keys)
     except Exception:
         await state_store_down(send, None, "flags")
         return
@@ -89,7 +86,7 @@ async def stream_or_delete(
         )
         return
     upstream_headers = eras.upstream_headers(headers, server, binding)
-    admission = await app.breakers.admit(server)
+    admission = await deps.breakers.admit(server)
     if isinstance(admission, Refusal):
         text, data, retry_header = circuit_open_error(server, admission)
         await rpc_error(
@@ -97,7 +94,7 @@ async def stream_or_delete(
         )
         return
     try:
-        response = await app.upstream.request(
+        response = await deps.upstream.request(
             method,
             server.url,
             headers=upstream_headers,
@@ -106,18 +103,18 @@ async def stream_or_delete(
             total_timeout_s=server.total_timeout_s,
         )
     except UpstreamError as exc:
-        await app.breakers.settle(server, trial=admission, error=exc.message)
+        await deps.breakers.settle(server, trial=admission, error=exc.message)
         await rpc_error(send, exc.status, exc.code, exc.message)
         return
     else:
         # A standalone stream counts once, when it opens: a long silence is normal there.
-        await app.breakers.settle(server, trial=admission, error=server_error(response.status))
+        await deps.breakers.settle(server, trial=admission, error=server_error(response.status))
     finally:
         if admission:
-            await app.breakers.finish_trial(server)
+            await deps.breakers.finish_trial(server)
     if method == "DELETE":
         try:
-            await response.read(app.max_body)
+            await response.read(deps.max_body)
         except UpstreamError as exc:
             response.close()
             await rpc_error(send, exc.status, exc.code, exc.message)
@@ -125,10 +122,10 @@ async def stream_or_delete(
         response.release()
         if response.status < 300:
             try:
-                await app.hotstate.delete_flag(flags.session_binding(session_id))
+                await deps.hotstate.delete_flag(flags.session_binding(session_id))
             except Exception:
                 log.warning("could not drop session binding %s", session_id)
-            app.sessions.note_closed(session_id)
+            deps.sessions.note_closed(session_id)
         await send_bytes(send, response.status, b"", content_type=None)
         return
     exchange = Exchange(
@@ -144,5 +141,5 @@ async def stream_or_delete(
         receive=receive,
     )
     await stream_response(
-        app, send, exchange, response, decision=None, t_upstream=time.perf_counter()
+        deps, send, exchange, response, decision=None, t_upstream=time.perf_counter()
     )

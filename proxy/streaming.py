@@ -15,9 +15,10 @@ import time
 from typing import Any
 
 from proxy import audit, eras, jsonrpc
+from proxy.deps import ProxyDeps
 from proxy.exchange import Exchange
 from proxy.http import Send
-from proxy.outcomes import durable
+from proxy.outcomes import durable, record_cancelled
 from proxy.sse import SseEvent, SseParser, SseTooLarge
 from proxy.upstream import UpstreamError, UpstreamResponse
 
@@ -29,7 +30,7 @@ SSE_HEADERS = [
 KILL_TICK_S = 0.5
 
 
-async def _rewrite_list(app: Any, exchange: Exchange, message: dict[str, Any]) -> bool:
+async def _rewrite_list(deps: ProxyDeps, exchange: Exchange, message: dict[str, Any]) -> bool:
     """Hide listed items the caller may not use; True when the message changed.
 
     Policy: an item is hidden when every call to it would be denied. Tools also go through the
@@ -46,14 +47,14 @@ async def _rewrite_list(app: Any, exchange: Exchange, message: dict[str, Any]) -
     if not isinstance(items, list):
         return False
     if msg.method == "tools/list":
-        drifted, items = await app.catalog.observe(
+        drifted, items = await deps.catalog.observe(
             exchange.principal.org_id,
             exchange.server.id,
             [t for t in items if isinstance(t, dict)],
             block=bool(exchange.org and exchange.org.block_drifted_tools),
         )
         if drifted:
-            app.detector.report_drift(exchange, drifted)
+            deps.detector.report_drift(exchange, drifted)
     target = {
         "tools/list": "tools/call",
         "prompts/list": "prompts/get",
@@ -72,8 +73,8 @@ def server_error(status: int) -> str | None:
     return f"The upstream server answered HTTP {status}." if status >= 500 else None
 
 
-async def _settle(app: Any, exchange: Exchange, error: str | None) -> None:
-    await app.breakers.settle(exchange.server, trial=exchange.circuit_trial, error=error)
+async def _settle(deps: ProxyDeps, exchange: Exchange, error: str | None) -> None:
+    await deps.breakers.settle(exchange.server, trial=exchange.circuit_trial, error=error)
 
 
 def _outcome(message: dict[str, Any] | None) -> str:
@@ -81,7 +82,7 @@ def _outcome(message: dict[str, Any] | None) -> str:
 
 
 async def stream_response(
-    app: Any,
+    deps: ProxyDeps,
     send: Send,
     exchange: Exchange,
     response: UpstreamResponse,
@@ -92,14 +93,14 @@ async def stream_response(
     content_type = response.content_type
     msg = exchange.msg
     if content_type == "text/event-stream" and response.status == 200:
-        await _stream_sse(app, send, exchange, response, decision=decision, t_upstream=t_upstream)
+        await _stream_sse(deps, send, exchange, response, decision=decision, t_upstream=t_upstream)
         return
     try:
-        body = await response.read(app.max_response)
+        body = await response.read(deps.max_response)
     except UpstreamError as exc:
         response.close()
         exchange.upstream_ms = (time.perf_counter() - t_upstream) * 1000
-        await _fail(app, send, exchange, exc.status, exc.code, exc.message, decision)
+        await _fail(deps, send, exchange, exc.status, exc.code, exc.message, decision)
         return
     response.release()
     exchange.upstream_ms = (time.perf_counter() - t_upstream) * 1000
@@ -112,7 +113,7 @@ async def stream_response(
             message = None
         if message is None and response.status == 200:
             await _fail(
-                app,
+                deps,
                 send,
                 exchange,
                 502,
@@ -122,11 +123,11 @@ async def stream_response(
             )
             return
     if msg is not None:
-        await _settle(app, exchange, server_error(response.status))
+        await _settle(deps, exchange, server_error(response.status))
     if (
         message is not None
         and response.status == 200
-        and await _rewrite_list(app, exchange, message)
+        and await _rewrite_list(deps, exchange, message)
     ):
         body = jsonrpc.dumps(message)
     exchange.response_bytes = len(body)
@@ -136,9 +137,9 @@ async def stream_response(
             result=_outcome(message) if response.status < 400 else "upstream_error",
             decision_obj=decision,
         )
-        if not await durable(app, send, exchange, event, forwarded=True):
+        if not await durable(deps, send, exchange, event, forwarded=True):
             return
-        app.sessions.note_call(exchange, denied=False, error=event["data"]["result"] != "ok")
+        deps.sessions.note_call(exchange, denied=False, error=event["data"]["result"] != "ok")
     headers = exchange.response_headers() if response.status < 400 or exchange.era.modern else []
     ctype = content_type.encode() if content_type else None
     await _send_plain(send, response.status, body, ctype, headers)
@@ -160,19 +161,25 @@ async def _send_plain(
 
 
 async def _fail(
-    app: Any, send: Send, exchange: Exchange, status: int, code: int, message: str, decision: Any
+    deps: ProxyDeps,
+    send: Send,
+    exchange: Exchange,
+    status: int,
+    code: int,
+    message: str,
+    decision: Any,
 ) -> None:
     if exchange.msg is not None:
-        await _settle(app, exchange, message)
+        await _settle(deps, exchange, message)
         event = exchange.event(
             decision=decision.action if decision else "allow",
             result="upstream_error",
             decision_obj=decision,
             data={"error": message},
         )
-        if not await durable(app, send, exchange, event, forwarded=True):
+        if not await durable(deps, send, exchange, event, forwarded=True):
             return
-        app.sessions.note_call(exchange, denied=False, error=True)
+        deps.sessions.note_call(exchange, denied=False, error=True)
     await _send_plain(
         send,
         status,
@@ -195,7 +202,7 @@ async def _watch_disconnect(receive: Any, gone: asyncio.Event) -> None:
 
 
 async def _stream_sse(
-    app: Any,
+    deps: ProxyDeps,
     send: Send,
     exchange: Exchange,
     response: UpstreamResponse,
@@ -224,12 +231,12 @@ async def _stream_sse(
             if pending is None:
                 pending = asyncio.ensure_future(chunks.__anext__())
             done, _ = await asyncio.wait({pending}, timeout=KILL_TICK_S)
-            killed = app.runtime.local_kill(kill_keys)
+            killed = deps.runtime.local_kill(kill_keys)
             if killed is not None:
                 await _send_kill_event(send, exchange, killed)
                 return
             if not done:
-                if time.monotonic() - last_data >= app.keepalive_s:
+                if time.monotonic() - last_data >= deps.keepalive_s:
                     await send(
                         {
                             "type": "http.response.body",
@@ -246,7 +253,7 @@ async def _stream_sse(
                 break
             except UpstreamError as exc:
                 if msg is not None and not final_sent:
-                    await _sse_fail(app, send, exchange, exc.code, exc.message, decision)
+                    await _sse_fail(deps, send, exchange, exc.code, exc.message, decision)
                     final_sent = True
                 return
             last_data = time.monotonic()
@@ -255,19 +262,19 @@ async def _stream_sse(
             except SseTooLarge as exc:
                 if msg is not None and not final_sent:
                     await _sse_fail(
-                        app, send, exchange, jsonrpc.UPSTREAM_PROTOCOL, str(exc), decision
+                        deps, send, exchange, jsonrpc.UPSTREAM_PROTOCOL, str(exc), decision
                     )
                     final_sent = True
                 return
             for ev in events:
-                done_now = await _forward_event(app, send, exchange, ev, decision, t_upstream)
+                done_now = await _forward_event(deps, send, exchange, ev, decision, t_upstream)
                 if done_now:
                     final_sent = True
             if final_sent and msg is not None:
                 return
         if msg is not None and not final_sent and not gone.is_set():
             await _sse_fail(
-                app,
+                deps,
                 send,
                 exchange,
                 jsonrpc.UPSTREAM_PROTOCOL,
@@ -276,7 +283,7 @@ async def _stream_sse(
             )
         elif msg is not None and not final_sent:
             # The client left mid-stream; closing the upstream response below is the cancel.
-            await app.record_cancelled(exchange, decision, t_upstream)
+            await record_cancelled(deps, exchange, decision, t_upstream)
     finally:
         if pending is not None:
             pending.cancel()
@@ -292,7 +299,7 @@ async def _stream_sse(
 
 
 async def _forward_event(
-    app: Any, send: Send, exchange: Exchange, ev: SseEvent, decision: Any, t_upstream: float
+    deps: ProxyDeps, send: Send, exchange: Exchange, ev: SseEvent, decision: Any, t_upstream: float
 ) -> bool:
     """Forward one event; True when it carried the final response of this request."""
     msg = exchange.msg
@@ -309,8 +316,8 @@ async def _forward_event(
             and ("result" in message or "error" in message)
         ):
             is_final = True
-            await _settle(app, exchange, None)
-            if await _rewrite_list(app, exchange, message):
+            await _settle(deps, exchange, None)
+            if await _rewrite_list(deps, exchange, message):
                 raw = ev.encode_with_data(
                     json.dumps(message, separators=(",", ":"), ensure_ascii=False)
                 )
@@ -322,7 +329,7 @@ async def _forward_event(
                 decision_obj=decision,
             )
             try:
-                await audit.record(app.hotstate, event, embedded=app.embedded_audit)
+                await deps.recorder.record(event)
             except audit.AuditUnavailable:
                 await _send_event(
                     send,
@@ -333,7 +340,7 @@ async def _forward_event(
                     ),
                 )
                 return True
-            app.sessions.note_call(exchange, denied=False, error=event["data"]["result"] != "ok")
+            deps.sessions.note_call(exchange, denied=False, error=event["data"]["result"] != "ok")
     await send({"type": "http.response.body", "body": raw, "more_body": True})
     return is_final
 
@@ -350,9 +357,9 @@ async def _send_event(send: Send, message: dict[str, Any]) -> None:
 
 
 async def _sse_fail(
-    app: Any, send: Send, exchange: Exchange, code: int, message: str, decision: Any
+    deps: ProxyDeps, send: Send, exchange: Exchange, code: int, message: str, decision: Any
 ) -> None:
-    await _settle(app, exchange, message)
+    await _settle(deps, exchange, message)
     event = exchange.event(
         decision=decision.action if decision else "allow",
         result="upstream_error",
@@ -360,11 +367,11 @@ async def _sse_fail(
         data={"error": message},
     )
     try:
-        await audit.record(app.hotstate, event, embedded=app.embedded_audit)
+        await deps.recorder.record(event)
     except audit.AuditUnavailable:
         message = "igris cannot record this call in its audit log."
         code = jsonrpc.AUDIT_UNAVAILABLE
-    app.sessions.note_call(exchange, denied=False, error=True)
+    deps.sessions.note_call(exchange, denied=False, error=True)
     await _send_event(
         send, jsonrpc.error_response(exchange.msg.id if exchange.msg else None, code, message)
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +25,8 @@ def usage_key(org_id: str, when: datetime | None = None) -> str:
 
 
 class UsageMeter:
-    def __init__(self, app: Any, interval_s: float = 0.5) -> None:
-        self.app = app
+    def __init__(self, hotstate: Callable[[], Any], interval_s: float = 0.5) -> None:
+        self.hotstate = hotstate  # this loop's hot state
         self.interval_s = interval_s
         self._pending: Counter[str] = Counter()
 
@@ -36,7 +37,7 @@ class UsageMeter:
         pending, self._pending = self._pending, Counter()
         for key, amount in pending.items():
             try:
-                await self.app.hotstate.incr(key, amount, ttl_s=COUNTER_TTL_S)
+                await self.hotstate().incr(key, amount, ttl_s=COUNTER_TTL_S)
             except Exception:
                 self._pending[key] += amount  # kept for the next attempt
                 raise

@@ -5,13 +5,13 @@ process the way they do in production: through the flag-change subscription."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 
 from governance import runtime_flags as flags
 from governance.events import AUDIT_STREAM
 from governance.hotstate import MemoryHotState
+from proxy.audit import AuditRecorder
 from proxy.breaker import Breakers, Refusal
 from proxy.runtime import ServerConfig
 
@@ -19,12 +19,10 @@ SERVER = ServerConfig("srv-1", "org-1", "files", "http://127.0.0.1:9/mcp", None,
 BOOM = "The upstream server did not answer within 1 s."
 
 
-@dataclass
-class Process:
-    """What Breakers needs of the proxy app."""
-
-    hotstate: MemoryHotState
-    embedded_audit: bool = False
+def process_breakers(hotstate: MemoryHotState) -> Breakers:
+    """One proxy process's breakers over the shared hot state, recording to its stream."""
+    recorder = AuditRecorder(embedded=False, hotstate=lambda: hotstate)
+    return Breakers(recorder, lambda: hotstate)
 
 
 @pytest.fixture
@@ -61,7 +59,7 @@ async def _circuit_events(hotstate: MemoryHotState) -> list[dict]:
 async def test_successes_reset_the_count_and_only_consecutive_failures_open(
     hotstate, breaker_settings
 ):
-    breakers = Breakers(Process(hotstate))
+    breakers = process_breakers(hotstate)
     await _fail(breakers, 2)
     await breakers.settle(SERVER, trial=False, error=None)
     await _fail(breakers, 2)
@@ -77,13 +75,13 @@ async def test_successes_reset_the_count_and_only_consecutive_failures_open(
 
 async def test_a_failure_count_of_zero_turns_the_breaker_off(hotstate, breaker_settings):
     breaker_settings.IGRIS_BREAKER_FAILURES = 0
-    breakers = Breakers(Process(hotstate))
+    breakers = process_breakers(hotstate)
     await _fail(breakers, 50)
     assert await breakers.admit(SERVER) is False
 
 
 async def test_one_trial_across_processes_and_its_failure_opens_again(hotstate, breaker_settings):
-    one, two = Breakers(Process(hotstate)), Breakers(Process(hotstate))
+    one, two = process_breakers(hotstate), process_breakers(hotstate)
     async with hotstate.subscribe_flags() as changes:
         await _fail(one, 3)
         two.on_flag(*await _next_transition(changes))
@@ -102,7 +100,7 @@ async def test_one_trial_across_processes_and_its_failure_opens_again(hotstate, 
 
 
 async def test_a_trial_success_closes_the_circuit_in_every_process(hotstate, breaker_settings):
-    one, two = Breakers(Process(hotstate)), Breakers(Process(hotstate))
+    one, two = process_breakers(hotstate), process_breakers(hotstate)
     async with hotstate.subscribe_flags() as changes:
         await _fail(one, 3)
         two.on_flag(*await _next_transition(changes))
@@ -120,7 +118,7 @@ async def test_a_trial_success_closes_the_circuit_in_every_process(hotstate, bre
 async def test_a_trial_without_an_outcome_hands_the_trial_to_the_next_call(
     hotstate, breaker_settings
 ):
-    breakers = Breakers(Process(hotstate))
+    breakers = process_breakers(hotstate)
     await _fail(breakers, 3)
     assert await breakers.admit(SERVER) is True
     await breakers.finish_trial(SERVER)  # the client left before any answer
@@ -130,7 +128,7 @@ async def test_a_trial_without_an_outcome_hands_the_trial_to_the_next_call(
 
 async def test_a_reset_closes_an_open_circuit_at_once(hotstate, breaker_settings):
     breaker_settings.IGRIS_BREAKER_COOLDOWN_S = 60
-    breakers = Breakers(Process(hotstate))
+    breakers = process_breakers(hotstate)
     await _fail(breakers, 3)
     refusal = await breakers.admit(SERVER)
     assert isinstance(refusal, Refusal) and 59 <= refusal.retry_after_s <= 60

@@ -59,7 +59,7 @@ async def test_a_silent_sse_stream_gets_keep_alive_comments(
 ):
     await _publish(acme, alice, [], posture="allow")
     proxy = proxy_app()
-    proxy.keepalive_s = 0.2
+    proxy.deps.keepalive_s = 0.2
     try:
         async with httpx.AsyncClient(base_url=igris_url, timeout=30) as http:
             headers = await _legacy_session(http, acme_key[1])
@@ -81,7 +81,7 @@ async def test_a_silent_sse_stream_gets_keep_alive_comments(
                 async for chunk in answer.aiter_raw():
                     raw += chunk
     finally:
-        proxy.keepalive_s = float(settings.IGRIS_SSE_KEEPALIVE_S)
+        proxy.deps.keepalive_s = float(settings.IGRIS_SSE_KEEPALIVE_S)
     assert raw.count(b": keep-alive") >= 2
     final = [json.loads(line[5:]) for line in raw.decode().splitlines() if line.startswith("data:")]
     assert final[-1]["id"] == 2 and not final[-1]["result"].get("isError")

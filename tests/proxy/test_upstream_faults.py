@@ -304,7 +304,7 @@ async def test_each_faulty_upstream_gets_a_clear_error_an_audit_event_and_leaks_
 ):
     # One igris for every fault (each needs a second or less); the loop names the failing one.
     settings.IGRIS_BREAKER_FAILURES = 0  # six failures in a row must not open anything here
-    proxy_app().max_response = 1 << 20
+    proxy_app().deps.max_response = 1 << 20
     try:
         for path, status, code, says in JSON_FAULTS:
             await add_server(acme, alice, path, upstream.url(path))
@@ -324,7 +324,7 @@ async def test_each_faulty_upstream_gets_a_clear_error_an_audit_event_and_leaks_
             assert sockets == 0, path
             assert len(tasks) <= len(warm), (path, tasks, warm)
     finally:
-        proxy_app().max_response = int(settings.IGRIS_PROXY_MAX_RESPONSE_BYTES)
+        proxy_app().deps.max_response = int(settings.IGRIS_PROXY_MAX_RESPONSE_BYTES)
     # The giant answer was cut at the limit: the upstream wrote little more than socket
     # buffers hold, not the endless body it meant to.
     assert upstream.sent["giant"] < 16 * (1 << 20)
