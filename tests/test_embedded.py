@@ -114,6 +114,21 @@ def test_make_run_starts_serves_a_demo_login_and_stops_cleanly(tmp_path):
             home = client.get("/", follow_redirects=True)
             assert home.status_code == 200
             assert "Demo Org" in home.text
+            # The quick start names the port igris serves on, not one written in the code.
+            assert demo["proxy_url"] in home.text
+
+        # So does the proxy's 401 challenge (RFC 9728 resource metadata).
+        refused = httpx.post(
+            demo["proxy_url"],
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+            timeout=10,
+        )
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == (
+            f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource'
+            f'/proxy/{demo["server_slug"]}/mcp"'
+        )
 
         # An agent's call through the proxy with the printed key, then the same call in the
         # audit log, written by the audit writer running inside the web process.

@@ -22,6 +22,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from governance.public_url import default_public_url, served_base_url
+
 
 def _wait_for_port(host: str, port: int, *, timeout_s: float, proc: subprocess.Popen[Any]) -> None:
     deadline = time.monotonic() + timeout_s
@@ -34,6 +36,15 @@ def _wait_for_port(host: str, port: int, *, timeout_s: float, proc: subprocess.P
         except OSError:
             time.sleep(0.1)
     raise CommandError(f"the demo upstream did not start listening on {host}:{port}")
+
+
+def adopt_public_url(host: str, port: int) -> str:
+    """Default IGRIS_PUBLIC_URL to the address this command serves, unless the operator set it
+    (or the bind is a wildcard, where each request's host is the right answer); return the base
+    URL to print. The pages, the proxy's 401 challenge and the banner then name the same port."""
+    if not settings.IGRIS_PUBLIC_URL:
+        settings.IGRIS_PUBLIC_URL = default_public_url(host, port) or ""
+    return settings.IGRIS_PUBLIC_URL or served_base_url(host, port)
 
 
 class _Server(uvicorn.Server):
@@ -64,6 +75,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         host, port = opts["host"], opts["port"]
+        base_url = adopt_public_url(host, port)
         call_command("migrate", interactive=False, verbosity=0)
         upstream: subprocess.Popen[Any] | None = None
         try:
@@ -84,9 +96,8 @@ class Command(BaseCommand):
                 _wait_for_port("127.0.0.1", upstream_port, timeout_s=30, proc=upstream)
                 from governance.demo.seed import seed_demo
 
-                shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
                 info = seed_demo(
-                    base_url=f"http://{shown_host}:{port}",
+                    base_url=base_url,
                     upstream_url=f"http://127.0.0.1:{upstream_port}/mcp",
                     state_path=Path(settings.VAR_DIR) / "demo.json",
                 )
