@@ -2,6 +2,9 @@
 
 Idempotent: on a later start the stored login and key are reused when they still work, so the
 values in var/demo.json stay valid across restarts; otherwise fresh ones are generated.
+
+The rows commit before var/demo.json is written and before the caller prints the banner or
+starts serving: a key that can be read anywhere already exists for every database connection.
 """
 
 from __future__ import annotations
@@ -37,8 +40,17 @@ def _read(path: Path) -> dict[str, str]:
         return {}
 
 
-@transaction.atomic
 def seed_demo(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInfo:
+    with transaction.atomic():
+        info = _seed_rows(base_url=base_url, upstream_url=upstream_url, state_path=state_path)
+    # Only now, committed: the key in this file is one every igris process can find.
+    state_path.parent.mkdir(parents=True, exist_ok=True)
+    state_path.write_text(json.dumps(asdict(info), indent=2) + "\n")
+    state_path.chmod(0o600)
+    return info
+
+
+def _seed_rows(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInfo:
     from allauth.account.models import EmailAddress
 
     from governance.keys import KeyError_, verify_key_sync
@@ -98,7 +110,7 @@ def seed_demo(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInfo
         )
 
     base = base_url.rstrip("/")
-    info = DemoInfo(
+    return DemoInfo(
         console_url=f"{base}/",
         email=DEMO_EMAIL,
         password=password,
@@ -107,7 +119,3 @@ def seed_demo(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInfo
         server_slug=DEMO_SERVER_SLUG,
         upstream_url=upstream_url,
     )
-    state_path.parent.mkdir(parents=True, exist_ok=True)
-    state_path.write_text(json.dumps(asdict(info), indent=2) + "\n")
-    state_path.chmod(0o600)
-    return info
