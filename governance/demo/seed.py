@@ -13,6 +13,7 @@ import json
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 
@@ -20,6 +21,35 @@ DEMO_EMAIL = "demo@igris.local"
 DEMO_ORG_SLUG = "demo"
 DEMO_SERVER_SLUG = "demo-tools"
 DEMO_KEY_NAME = "demo agent"
+
+# What a new user should see igris do on the first calls: a destructive tool refused with a
+# reason, a risky one let through but flagged, everything else forwarded (posture "allow").
+STARTER_POLICY_NOTE = "starter policy seeded by make run"
+STARTER_RULES: list[dict[str, Any]] = [
+    {
+        "id": "no-record-deletes",
+        "action": "deny",
+        "description": "Starter rule: the demo's destructive tool is refused.",
+        "message": "Deleting records is not allowed by the demo policy; ask an operator.",
+        "match": {
+            "servers": [DEMO_SERVER_SLUG],
+            "methods": ["tools/call"],
+            "tools": ["delete_records"],
+        },
+    },
+    {
+        "id": "alert-on-file-writes",
+        "action": "alert",
+        "description": "Starter rule: file writes go through but raise an alert.",
+        "message": "An agent wrote a file through the demo server.",
+        "match": {
+            "servers": [DEMO_SERVER_SLUG],
+            "methods": ["tools/call"],
+            "tools": ["write_file"],
+        },
+    },
+]
+STARTER_SUMMARY = "delete_records denied, write_file raises an alert, every other call allowed"
 
 
 @dataclass
@@ -31,6 +61,7 @@ class DemoInfo:
     proxy_url: str
     server_slug: str
     upstream_url: str
+    policy: str
 
 
 def _read(path: Path) -> dict[str, str]:
@@ -95,6 +126,7 @@ def _seed_rows(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInf
         )
     elif server.upstream_url != upstream_url:
         server_update(org=org, actor=user, server=server, upstream_url=upstream_url)
+    policy = _starter_policy(org, user)
 
     api_key = previous.get("api_key", "")
     valid = False
@@ -118,4 +150,22 @@ def _seed_rows(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInf
         proxy_url=f"{base}/proxy/{DEMO_SERVER_SLUG}/mcp",
         server_slug=DEMO_SERVER_SLUG,
         upstream_url=upstream_url,
+        policy=policy,
     )
+
+
+def _starter_policy(org: Any, user: Any) -> str:
+    """Publish the starter policy through the policy services (a numbered version, audited) if
+    the organisation has none yet; never overwrite one the user wrote. Returns a summary."""
+    from governance.models import PolicyDraft, PolicyVersion
+    from governance.services import policy_draft_update, policy_publish
+
+    latest = PolicyVersion.objects.filter(org=org).order_by("-number").first()
+    if latest is None and not PolicyDraft.objects.filter(org=org).exists():
+        policy_draft_update(org=org, actor=user, rules=STARTER_RULES)
+        latest = policy_publish(org=org, actor=user, note=STARTER_POLICY_NOTE)
+    if latest is None:
+        return f"no version published yet (default {org.default_posture})"
+    if latest.rules == STARTER_RULES:
+        return f"v{latest.number}: {STARTER_SUMMARY}"
+    return f"v{latest.number}: {len(latest.rules)} rules, default {latest.posture}"

@@ -66,3 +66,104 @@ def test_a_restart_keeps_the_demo_key_and_login_that_still_work(tmp_path):
     second = _seed(tmp_path)
     assert (second.api_key, second.password) == (first.api_key, first.password)
     assert not _verify_elsewhere(second.api_key).startswith("refused")
+
+
+# --- the starter policy -----------------------------------------------------------------------
+
+
+def _decide(version, tool: str):
+    from datetime import UTC, datetime
+
+    from governance.policy.engine import CallContext, compile_rules
+    from governance.policy.rules import validate_rules
+
+    compiled = compile_rules(
+        validate_rules(version.rules), posture=version.posture, version=version.number
+    )
+    call = CallContext(
+        org_id=str(version.org_id),
+        server_slug="demo-tools",
+        method="tools/call",
+        name=tool,
+        arguments={},
+        now=datetime.now(UTC),
+    )
+    return compiled.decide(call)
+
+
+@pytest.mark.django_db
+def test_the_demo_starts_with_a_published_policy_that_denies_deletes_and_flags_writes(tmp_path):
+    from governance.models import Organization, PendingEvent, PolicyVersion
+
+    info = _seed(tmp_path)
+    org = Organization.objects.get(slug="demo")
+    [version] = PolicyVersion.objects.filter(org=org)
+    assert (version.number, version.posture) == (1, "allow")
+    assert version.note == "starter policy seeded by make run"
+    assert version.published_by.email == info.email
+
+    deny = _decide(version, "delete_records")
+    assert (deny.action, deny.rule_id) == ("deny", "no-record-deletes")
+    assert "not allowed by the demo policy" in deny.message
+    alert = _decide(version, "write_file")
+    assert (alert.action, alert.rule_id) == ("alert", "alert-on-file-writes")
+    for tool in ("echo", "add", "query_records", "read_file", "slow"):
+        assert _decide(version, tool).action == "allow", tool
+
+    # Published through the policy services: drafted, then a numbered version, each audited.
+    types = list(PendingEvent.objects.filter(org_id=org.id).values_list("payload__type", flat=True))
+    assert "policy.draft_updated" in types and "policy.published" in types
+    assert info.policy.startswith("v1: delete_records denied, write_file raises an alert")
+
+
+@pytest.mark.django_db
+def test_a_demo_organisation_from_an_older_var_gets_the_starter_policy(tmp_path):
+    from governance.models import Organization, PolicyVersion, User
+    from governance.services import organization_create
+
+    owner = User.objects.create_user(email="demo@igris.local", password="an-old-password-1")
+    organization_create(name="Demo Org", owner=owner, slug="demo")
+    _seed(tmp_path)
+    org = Organization.objects.get(slug="demo")
+    assert PolicyVersion.objects.filter(org=org).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_restart_keeps_the_policy_the_user_published(tmp_path):
+    from governance.models import Organization, PolicyVersion, User
+    from governance.services import policy_draft_update, policy_publish
+
+    _seed(tmp_path)
+    org = Organization.objects.get(slug="demo")
+    user = User.objects.get(email="demo@igris.local")
+    mine = [{"id": "only-echo", "action": "deny", "match": {"tools": ["add"]}}]
+    policy_draft_update(org=org, actor=user, rules=mine)
+    policy_publish(org=org, actor=user, note="mine")
+    info = _seed(tmp_path)
+    latest = PolicyVersion.objects.filter(org=org).order_by("-number").first()
+    assert (latest.number, latest.rules) == (2, mine)
+    assert info.policy == "v2: 1 rules, default allow"
+
+
+def test_the_banner_names_the_policy_and_the_upstream_log(tmp_path, settings):
+    from io import StringIO
+
+    from governance.demo.seed import DemoInfo
+    from governance.management.commands.igris_run import Command
+
+    settings.VAR_DIR = tmp_path
+    info = DemoInfo(
+        console_url="http://127.0.0.1:3300/",
+        email="demo@igris.local",
+        password="pw",
+        api_key="ig_x",
+        proxy_url="http://127.0.0.1:3300/proxy/demo-tools/mcp",
+        server_slug="demo-tools",
+        upstream_url=UPSTREAM,
+        policy="v1: delete_records denied, write_file raises an alert, every other call allowed",
+    )
+    out = StringIO()
+    Command(stdout=out)._banner(info)
+    banner = out.getvalue()
+    assert f"Policy       {info.policy}" in banner
+    assert f"Upstream log {tmp_path / 'demo-upstream.log'}" in banner

@@ -29,7 +29,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.management.commands.igris_run import Command as EmbeddedCommand
-from governance.management.commands.igris_run import _wait_for_port, adopt_public_url
+from governance.management.commands.igris_run import (
+    _wait_for_port,
+    adopt_public_url,
+    upstream_log_path,
+)
 
 GRACE_S = 15.0
 RESTART_WINDOW_S = 60.0
@@ -43,9 +47,16 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: deque[float] = field(default_factory=deque)
     next_start: float = 0.0
+    log: Path | None = None  # output to this file instead of the terminal
 
     def start(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        if self.log is None:
+            self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True)
+            return
+        with self.log.open("ab") as out:  # appended: a restart keeps what came before
+            self.proc = subprocess.Popen(
+                self.argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -105,6 +116,7 @@ class Command(BaseCommand):
                         "--port",
                         str(opts["upstream_port"]),
                     ],
+                    log=upstream_log_path(),
                 )
             )
         children += [

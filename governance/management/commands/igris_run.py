@@ -25,11 +25,20 @@ from django.core.management.base import BaseCommand, CommandError
 from governance.public_url import default_public_url, served_base_url
 
 
+def upstream_log_path() -> Path:
+    """Where the demo upstream's output goes: its access log has a line per call, which would
+    bury the banner and igris's own log in the terminal."""
+    return Path(settings.VAR_DIR) / "demo-upstream.log"
+
+
 def _wait_for_port(host: str, port: int, *, timeout_s: float, proc: subprocess.Popen[Any]) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise CommandError(f"the demo upstream exited early with code {proc.returncode}")
+            raise CommandError(
+                f"the demo upstream exited early with code {proc.returncode} "
+                f"(its output is in {upstream_log_path()})"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -81,6 +90,7 @@ class Command(BaseCommand):
         try:
             if not opts["no_demo"]:
                 upstream_port = opts["upstream_port"]
+                upstream_log = upstream_log_path().open("wb")
                 upstream = subprocess.Popen(
                     [
                         sys.executable,
@@ -91,8 +101,11 @@ class Command(BaseCommand):
                         "--port",
                         str(upstream_port),
                     ],
+                    stdout=upstream_log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+                upstream_log.close()  # the child holds its own descriptor
                 _wait_for_port("127.0.0.1", upstream_port, timeout_s=30, proc=upstream)
                 from governance.demo.seed import seed_demo
 
@@ -122,7 +135,9 @@ class Command(BaseCommand):
         out.write(f"  Login        {info.email}  /  {info.password}")
         out.write(f"  API key      {info.api_key}")
         out.write(f"  Proxy URL    {info.proxy_url}")
+        out.write(f"  Policy       {info.policy}")
         out.write(f"  Upstream     {info.upstream_url}  (demo MCP server, direct)")
+        out.write(f"  Upstream log {upstream_log_path()}")
         out.write(f"  Saved to     {Path(settings.VAR_DIR) / 'demo.json'}")
         out.write("")
         out.write(
