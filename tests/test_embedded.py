@@ -88,6 +88,7 @@ def test_make_run_starts_serves_a_demo_login_and_stops_cleanly(tmp_path):
         demo = json.loads((tmp_path / "var" / "demo.json").read_text())
         assert set(demo) == {
             "console_url",
+            "admin_url",
             "email",
             "password",
             "api_key",
@@ -104,9 +105,11 @@ def test_make_run_starts_serves_a_demo_login_and_stops_cleanly(tmp_path):
             demo["password"],
             demo["api_key"],
             demo["proxy_url"],
+            demo["admin_url"],
             demo["policy"],
         ):
             assert value in printed
+        assert demo["admin_url"] == f"{base}/admin/"
         assert demo["policy"].startswith("v1: delete_records denied, write_file raises an alert")
         assert _port_open(upstream_port)
 
@@ -129,6 +132,10 @@ def test_make_run_starts_serves_a_demo_login_and_stops_cleanly(tmp_path):
             assert "Demo Org" in home.text
             # The quick start names the port igris serves on, not one written in the code.
             assert demo["proxy_url"] in home.text
+            # The same login opens Django admin (staff, read-only tables).
+            admin_home = client.get("/admin/")
+            assert admin_home.status_code == 200, admin_home.headers.get("location")
+            assert "Audit events" in admin_home.text
 
         # So does the proxy's 401 challenge (RFC 9728 resource metadata).
         refused = httpx.post(

@@ -21,6 +21,10 @@ DEMO_EMAIL = "demo@igris.local"
 DEMO_ORG_SLUG = "demo"
 DEMO_SERVER_SLUG = "demo-tools"
 DEMO_KEY_NAME = "demo agent"
+DEMO_ADMIN_GROUP = "demo operators (read-only admin)"
+# Tables the demo login may browse in Django admin. Not allauth's social apps and tokens: they
+# hold OAuth client secrets.
+DEMO_ADMIN_APPS = ("governance", "compliance")
 
 # What a new user should see igris do on the first calls: a destructive tool refused with a
 # reason, a risky one let through but flagged, everything else forwarded (posture "allow").
@@ -55,6 +59,7 @@ STARTER_SUMMARY = "delete_records denied, write_file raises an alert, every othe
 @dataclass
 class DemoInfo:
     console_url: str
+    admin_url: str
     email: str
     password: str
     api_key: str
@@ -103,6 +108,7 @@ def _seed_rows(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInf
         password = secrets.token_urlsafe(12)
         user.set_password(password)
         user.save(update_fields=["password"])
+    _grant_admin(user)
     EmailAddress.objects.update_or_create(
         user=user, email=DEMO_EMAIL, defaults={"verified": True, "primary": True}
     )
@@ -144,6 +150,7 @@ def _seed_rows(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInf
     base = base_url.rstrip("/")
     return DemoInfo(
         console_url=f"{base}/",
+        admin_url=f"{base}/admin/",
         email=DEMO_EMAIL,
         password=password,
         api_key=api_key,
@@ -152,6 +159,26 @@ def _seed_rows(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInf
         upstream_url=upstream_url,
         policy=policy,
     )
+
+
+def _grant_admin(user: Any) -> None:
+    """Let the demo login into Django admin without making it a superuser: staff, with view
+    rights on igris's tables. Changes stay in the console and the API, whose services record
+    an audit event for each (an admin edit would bypass them); the admin's session actions
+    (kill, suspend, resume) call those services too. A superuser could also edit users and
+    permissions, which a login printed to a terminal and saved in var/demo.json should not."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name=DEMO_ADMIN_GROUP)
+    group.permissions.set(
+        Permission.objects.filter(
+            content_type__app_label__in=DEMO_ADMIN_APPS, codename__startswith="view_"
+        )
+    )
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    user.groups.add(group)
 
 
 def _starter_policy(org: Any, user: Any) -> str:

@@ -145,7 +145,7 @@ def test_a_restart_keeps_the_policy_the_user_published(tmp_path):
     assert info.policy == "v2: 1 rules, default allow"
 
 
-def test_the_banner_names_the_policy_and_the_upstream_log(tmp_path, settings):
+def test_the_banner_names_the_admin_the_policy_and_the_upstream_log(tmp_path, settings):
     from io import StringIO
 
     from governance.demo.seed import DemoInfo
@@ -154,6 +154,7 @@ def test_the_banner_names_the_policy_and_the_upstream_log(tmp_path, settings):
     settings.VAR_DIR = tmp_path
     info = DemoInfo(
         console_url="http://127.0.0.1:3300/",
+        admin_url="http://127.0.0.1:3300/admin/",
         email="demo@igris.local",
         password="pw",
         api_key="ig_x",
@@ -165,5 +166,64 @@ def test_the_banner_names_the_policy_and_the_upstream_log(tmp_path, settings):
     out = StringIO()
     Command(stdout=out)._banner(info)
     banner = out.getvalue()
+    assert "Admin        http://127.0.0.1:3300/admin/" in banner
     assert f"Policy       {info.policy}" in banner
     assert f"Upstream log {tmp_path / 'demo-upstream.log'}" in banner
+
+
+# --- Django admin ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_demo_login_opens_the_admin_and_reads_every_igris_table(client, tmp_path):
+    from django.contrib import admin
+    from django.urls import reverse
+
+    info = _seed(tmp_path)
+    assert client.login(email=info.email, password=info.password)
+    assert client.get("/admin/").status_code == 200
+    for model in admin.site._registry:
+        if model._meta.app_label not in ("governance", "compliance"):
+            continue
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_the_demo_login_changes_nothing_through_the_admin_and_is_not_a_superuser(client, tmp_path):
+    from django.urls import reverse
+
+    from governance.models import Organization, User
+
+    info = _seed(tmp_path)
+    user = User.objects.get(email=info.email)
+    assert user.is_staff and not user.is_superuser
+    client.login(email=info.email, password=info.password)
+    org = Organization.objects.get(slug="demo")
+    change = reverse("admin:governance_organization_change", args=[org.pk])
+    answer = client.post(change, {"name": "Renamed", "slug": "demo"})
+    assert answer.status_code == 403
+    assert Organization.objects.get(pk=org.pk).name == "Demo Org"
+    assert client.get(reverse("admin:governance_user_add")).status_code == 403
+    assert client.get(reverse("admin:socialaccount_socialapp_changelist")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_demo_login_can_kill_a_demo_session_from_the_admin(client, tmp_path):
+    from django.urls import reverse
+
+    from governance.models import AgentSession, Organization, SessionState
+
+    info = _seed(tmp_path)
+    org = Organization.objects.get(slug="demo")
+    session = AgentSession.objects.create(
+        id="igs_demo1", org=org, server_slug="demo-tools", era="legacy"
+    )
+    client.login(email=info.email, password=info.password)
+    answer = client.post(
+        reverse("admin:governance_agentsession_changelist"),
+        {"action": "action_kill", "_selected_action": [session.pk]},
+    )
+    assert answer.status_code == 302
+    session.refresh_from_db()
+    assert session.state == SessionState.KILLED

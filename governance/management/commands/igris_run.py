@@ -133,6 +133,7 @@ class Command(BaseCommand):
         out.write(line)
         out.write(f"  Console      {info.console_url}")
         out.write(f"  Login        {info.email}  /  {info.password}")
+        out.write(f"  Admin        {info.admin_url}  (same login: read-only tables)")
         out.write(f"  API key      {info.api_key}")
         out.write(f"  Proxy URL    {info.proxy_url}")
         out.write(f"  Policy       {info.policy}")
