@@ -115,6 +115,16 @@ async def test_run_prod_serves_chains_signs_restarts_and_stops(
                 return False
 
         await _until(healthy, within=60, what="healthy")
+        # The web workers name the port they serve on in the 401 challenge (IGRIS_PUBLIC_URL
+        # defaults to it), not one written in the code.
+        async with httpx.AsyncClient() as http:
+            refused = await http.post(
+                f"{base}/proxy/demo/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                timeout=10,
+            )
+        assert refused.status_code == 401
+        assert f'resource_metadata="{base}/.well-known/' in refused.headers["www-authenticate"]
         tree = _descendants(proc.pid)
         [web] = [pid for pid in _pids(tree, "uvicorn") if _descendants(pid)]
         assert len(_descendants(web)) >= 2, tree  # two worker processes under uvicorn
