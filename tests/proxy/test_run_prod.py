@@ -186,10 +186,14 @@ async def test_run_prod_serves_chains_signs_restarts_and_stops(
 
         await _until(all_gone, within=10, what=f"every child stopped ({everything})")
     finally:
+        # Children run in sessions of their own: list them before the supervisor dies, or
+        # they are re-parented and lost to this walk (an early failure would leak them).
+        left = _descendants(proc.pid)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        for pid in _descendants(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        for pid in left:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
         log.close()
         await sync_to_async(connections.close_all)()
