@@ -136,11 +136,19 @@ class _Entry:
     loaded_at: float
 
 
+# How long "no key has this prefix" is believed. A creation is announced like a revocation, but
+# a process that misses the notification would otherwise refuse a brand-new key for a whole TTL.
+# Short is cheap: a miss is one indexed lookup, an unknown random prefix never hits the cache
+# anyway, and an address repeating a bad key is throttled by BadKeyGuard.
+NEGATIVE_TTL_S = 1.0
+
+
 class AsyncKeyVerifier:
     """In-process TTL cache in front of the database for the proxy hot path.
 
-    Revocation reaches every process through a hot-state flag notification (the listener calls
-    `invalidate`); the TTL is the safety net if a notification is missed.
+    Revocation and creation reach every process through a hot-state flag notification (the
+    listener calls `invalidate`); the TTL is the safety net if a notification is missed, and a
+    miss ("no such key") is kept for `negative_ttl_s` only.
 
     A refresh that fails because the database cannot be reached keeps the key's last loaded
     state for up to `max_stale_s` (IGRIS_PROXY_MAX_STALE_S), retried about once a second, so
@@ -149,9 +157,15 @@ class AsyncKeyVerifier:
     """
 
     def __init__(
-        self, *, ttl_s: float = 30.0, max_entries: int = 50_000, max_stale_s: float = 900.0
+        self,
+        *,
+        ttl_s: float = 30.0,
+        max_entries: int = 50_000,
+        max_stale_s: float = 900.0,
+        negative_ttl_s: float = NEGATIVE_TTL_S,
     ) -> None:
         self.ttl_s = ttl_s
+        self.negative_ttl_s = min(negative_ttl_s, ttl_s)
         self.max_entries = max_entries
         self.max_stale_s = max_stale_s
         self._cache: dict[str, _Entry | None] = {}
@@ -211,6 +225,13 @@ class AsyncKeyVerifier:
         self._cache[prefix] = fetched
         self._loaded_at[prefix] = time.monotonic()
 
+    def _expired(self, prefix: str) -> bool:
+        loaded_at = self._loaded_at.get(prefix)
+        if loaded_at is None:
+            return True
+        ttl = self.ttl_s if self._cache.get(prefix) is not None else self.negative_ttl_s
+        return time.monotonic() - loaded_at > ttl
+
     async def verify(self, token: str | None) -> VerifiedKey:
         if not token:
             raise KeyError_("missing")
@@ -218,15 +239,12 @@ class AsyncKeyVerifier:
         if parts is None:
             raise KeyError_("malformed")
         prefix, secret = parts
-        now = time.monotonic()
-        loaded_at = self._loaded_at.get(prefix)
-        if loaded_at is None or now - loaded_at > self.ttl_s:
+        if self._expired(prefix):
             lock_key = (asyncio.get_running_loop(), prefix)
             lock = self._locks.setdefault(lock_key, asyncio.Lock())
             if not (lock.locked() and self._stale_usable(prefix)):
                 async with lock:
-                    loaded_at = self._loaded_at.get(prefix)
-                    if loaded_at is None or time.monotonic() - loaded_at > self.ttl_s:
+                    if self._expired(prefix):
                         await self._refresh(prefix)
                 self._locks.pop(lock_key, None)
         entry = self._cache.get(prefix)

@@ -48,8 +48,11 @@ ALLOWED_HOSTS = env_list(
 if PRODUCTION and not ALLOWED_HOSTS:
     raise EnvError("environment variable ALLOWED_HOSTS is required in production")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-# Public base URL used in OAuth protected-resource metadata and links in e-mails.
-IGRIS_PUBLIC_URL = env_str("IGRIS_PUBLIC_URL", "" if PRODUCTION else "http://127.0.0.1:3100")
+# Base of every URL igris hands out (proxy URLs, the proxy's 401 challenge, OAuth metadata,
+# invitation links). Empty: the request's own host, already checked against ALLOWED_HOSTS
+# (governance/public_url.py). `make run` and `make run-prod` default it to the address they
+# serve, so no port is written down here.
+IGRIS_PUBLIC_URL = env_str("IGRIS_PUBLIC_URL", "").rstrip("/")
 
 INSTALLED_APPS = [
     "daphne",

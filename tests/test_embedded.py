@@ -21,7 +21,8 @@ from tests.conftest import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _call_through_proxy(url: str, key: str) -> str:
+async def _call_through_proxy(url: str, key: str) -> tuple[str, str]:
+    """An echo, which the starter policy lets through, then a delete, which it refuses."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -32,7 +33,11 @@ async def _call_through_proxy(url: str, key: str) -> str:
     ):
         result = await client.call_tool("echo", {"text": "hello from the smoke test"})
         assert not result.is_error
-        return result.content[0].text
+        refused = await client.call_tool(
+            "delete_records", {"table": "customers", "where": {"id": 1}}
+        )
+        assert refused.is_error
+        return result.content[0].text, refused.content[0].text
 
 
 def _port_open(port: int) -> bool:
@@ -83,18 +88,29 @@ def test_make_run_starts_serves_a_demo_login_and_stops_cleanly(tmp_path):
         demo = json.loads((tmp_path / "var" / "demo.json").read_text())
         assert set(demo) == {
             "console_url",
+            "admin_url",
             "email",
             "password",
             "api_key",
             "proxy_url",
             "server_slug",
             "upstream_url",
+            "policy",
         }
         assert demo["api_key"].startswith("ig_")
         assert demo["proxy_url"] == f"{base}/proxy/{demo['server_slug']}/mcp"
         printed = (tmp_path / "run.log").read_text()
-        for value in (demo["email"], demo["password"], demo["api_key"], demo["proxy_url"]):
+        for value in (
+            demo["email"],
+            demo["password"],
+            demo["api_key"],
+            demo["proxy_url"],
+            demo["admin_url"],
+            demo["policy"],
+        ):
             assert value in printed
+        assert demo["admin_url"] == f"{base}/admin/"
+        assert demo["policy"].startswith("v1: delete_records denied, write_file raises an alert")
         assert _port_open(upstream_port)
 
         with httpx.Client(base_url=base, timeout=10) as client:
@@ -114,22 +130,48 @@ def test_make_run_starts_serves_a_demo_login_and_stops_cleanly(tmp_path):
             home = client.get("/", follow_redirects=True)
             assert home.status_code == 200
             assert "Demo Org" in home.text
+            # The quick start names the port igris serves on, not one written in the code.
+            assert demo["proxy_url"] in home.text
+            # The same login opens Django admin (staff, read-only tables).
+            admin_home = client.get("/admin/")
+            assert admin_home.status_code == 200, admin_home.headers.get("location")
+            assert "Audit events" in admin_home.text
+
+        # So does the proxy's 401 challenge (RFC 9728 resource metadata).
+        refused = httpx.post(
+            demo["proxy_url"],
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream"},
+            timeout=10,
+        )
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == (
+            f'Bearer resource_metadata="{base}/.well-known/oauth-protected-resource'
+            f'/proxy/{demo["server_slug"]}/mcp"'
+        )
 
         # An agent's call through the proxy with the printed key, then the same call in the
         # audit log, written by the audit writer running inside the web process.
-        outcome = asyncio.run(_call_through_proxy(demo["proxy_url"], demo["api_key"]))
-        assert outcome == "hello from the smoke test"
+        echoed, refused = asyncio.run(_call_through_proxy(demo["proxy_url"], demo["api_key"]))
+        assert echoed == "hello from the smoke test"
+        assert "Deleting records is not allowed by the demo policy" in refused
         bearer = {"Authorization": f"Bearer {demo['api_key']}"}
         calls: list[dict] = []
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not calls:
+        while time.monotonic() < deadline and len(calls) < 2:
             page = httpx.get(
                 f"{base}/api/v1/audit-events/?type=tool_call", headers=bearer, timeout=10
             )
             assert page.status_code == 200, page.text
             calls = page.json()["results"]
             time.sleep(0.2)
-        assert [c["tool"] for c in calls] == ["echo"]
+        assert sorted((c["tool"], c["decision"]) for c in calls) == [
+            ("delete_records", "deny"),
+            ("echo", "allow"),
+        ]
+        # The upstream's access log went to its file, not into the terminal with the banner.
+        assert '"POST /mcp HTTP/1.1"' not in (tmp_path / "run.log").read_text()
+        assert '"POST /mcp HTTP/1.1"' in (tmp_path / "var" / "demo-upstream.log").read_text()
         verify = httpx.get(f"{base}/api/v1/audit/verify/", headers=bearer, timeout=10)
         assert verify.status_code == 200 and verify.json()["ok"] is True
     finally:

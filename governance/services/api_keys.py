@@ -84,6 +84,11 @@ def api_key_create(
             "allowed_servers": [s.slug for s in servers],
         },
     )
+    # A process may have looked this prefix up before the row committed (a key printed or
+    # written to a file before its transaction ended) and cached "no such key": evict that on
+    # commit, here and in every other process, so the new key works at once.
+    prefix = key.prefix
+    transaction.on_commit(lambda: _announce_key_change(prefix))
     return key, generated.plaintext
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec
 
 from django import forms
-from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
@@ -86,15 +85,6 @@ def _nav(request: HttpRequest, console: Console | None) -> list[dict[str, Any]]:
 def posted(request: HttpRequest) -> QueryDict | None:
     """Form data for a POST, even an empty one (`request.POST or None` would unbind it)."""
     return request.POST if request.method == "POST" else None
-
-
-def public_base_url(request: HttpRequest) -> str:
-    """Where MCP clients reach igris: IGRIS_PUBLIC_URL, else the address this page came from."""
-    return (settings.IGRIS_PUBLIC_URL or request.build_absolute_uri("/")).rstrip("/")
-
-
-def proxy_url(request: HttpRequest, slug: str) -> str:
-    return f"{public_base_url(request)}/proxy/{slug}/mcp"
 
 
 def console_render(

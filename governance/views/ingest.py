@@ -13,13 +13,13 @@ from governance import services
 from governance.ingest import signing
 from governance.models import IngestProvider, IngestSource
 from governance.permissions import Action
+from governance.public_url import public_base_url
 from governance.views.base import (
     Console,
     add_service_error,
     console_render,
     org_required,
     posted,
-    public_base_url,
 )
 
 

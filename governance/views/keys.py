@@ -12,6 +12,7 @@ from governance import services
 from governance.forms import ApiKeyForm
 from governance.models import ApiKey
 from governance.permissions import Action
+from governance.public_url import proxy_url, public_base_url
 from governance.selectors import api_key_get_for_org, api_keys_for_org, servers_for_org
 from governance.views.base import (
     Console,
@@ -19,8 +20,6 @@ from governance.views.base import (
     console_render,
     org_required,
     posted,
-    proxy_url,
-    public_base_url,
 )
 
 

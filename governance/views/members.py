@@ -13,6 +13,7 @@ from governance.forms import InvitationForm, MemberRoleForm, role_choices
 from governance.middleware import SESSION_ORG_KEY
 from governance.models import Invitation
 from governance.permissions import ROLE_DESCRIPTIONS, Action, Role
+from governance.public_url import public_base_url
 from governance.selectors import (
     invitation_get_for_org,
     invitations_open_for_org,
@@ -72,7 +73,7 @@ def member_invite(request: HttpRequest, console: Console) -> HttpResponse:
                 actor=console.user,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
-                accept_url_base=None,
+                accept_url_base=public_base_url(request),
             )
         except services.ServiceError as exc:
             add_service_error(form, exc)

@@ -18,6 +18,7 @@ from governance.forms import (
 from governance.middleware import SESSION_ORG_KEY
 from governance.models import McpServer, Membership
 from governance.permissions import Action
+from governance.public_url import proxy_url, public_base_url
 from governance.selectors import servers_for_org
 from governance.views.base import (
     Console,
@@ -25,8 +26,6 @@ from governance.views.base import (
     console_render,
     org_required,
     posted,
-    proxy_url,
-    public_base_url,
 )
 from governance.views.keys import visible_keys
 

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 from governance import services
 from governance.forms import ServerForm
 from governance.permissions import Action
+from governance.public_url import proxy_url
 from governance.selectors import server_circuits, server_get_for_org, servers_for_org
 from governance.views.base import (
     Console,
@@ -18,7 +19,6 @@ from governance.views.base import (
     console_render,
     org_required,
     posted,
-    proxy_url,
 )
 
 

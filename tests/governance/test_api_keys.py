@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -187,3 +189,55 @@ async def test_a_revocation_reaches_another_process_cache(acme, alice, acme_key,
         task.cancel()
         await hs.close()
         await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_key_looked_up_before_its_creation_committed_works_as_soon_as_it_is_created(
+    acme, alice, monkeypatch
+):
+    """A key known before its row commits (written to a file inside the creating transaction,
+    say) can be tried early; the "no such key" answer must not outlive the creation."""
+    from governance import keys
+
+    generated = crypto.generate_api_key()
+    monkeypatch.setattr(crypto, "generate_api_key", lambda: generated)
+    monkeypatch.setattr(keys, "_verifier", None)
+    verifier = keys.get_verifier()
+    assert verifier.ttl_s >= 30  # the production TTL: a cached miss would outlast the test
+    with pytest.raises(KeyError_) as early:
+        await verifier.verify(generated.plaintext)
+    assert early.value.reason == "invalid"
+    key, plaintext = await sync_to_async(api_key_create)(
+        org=acme, actor=alice, name="fresh", scopes=["proxy"]
+    )
+    assert plaintext == generated.plaintext
+    assert (await verifier.verify(plaintext)).id == str(key.pk)
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_missed_creation_notice_refuses_a_new_key_for_seconds_not_a_whole_ttl(
+    acme_key, monkeypatch
+):
+    """Another process's verifier never hears of the creation: its cached miss is re-checked
+    within seconds (NEGATIVE_TTL_S), while a found key stays cached for the full TTL."""
+    from governance import keys
+
+    key, plaintext = acme_key
+    clock = [1000.0]
+    monkeypatch.setattr(keys, "time", SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+    verifier = AsyncKeyVerifier(ttl_s=3600)
+    row = await sync_to_async(ApiKey.objects.get)(pk=key.pk)
+    await sync_to_async(ApiKey.objects.filter(pk=key.pk).update)(prefix="Zz0missing")
+    with pytest.raises(KeyError_):
+        await verifier.verify(plaintext)
+    await sync_to_async(ApiKey.objects.filter(pk=key.pk).update)(prefix=row.prefix)
+    with pytest.raises(KeyError_):  # still the cached miss
+        await verifier.verify(plaintext)
+    clock[0] += 2.0
+    assert (await verifier.verify(plaintext)).id == str(key.pk)
+    # Found keys keep the long TTL: a change in the database is not seen before it expires.
+    await sync_to_async(ApiKey.objects.filter(pk=key.pk).update)(revoked_at=timezone.now())
+    clock[0] += 60
+    assert (await verifier.verify(plaintext)).id == str(key.pk)
+    await sync_to_async(connections.close_all)()

@@ -87,8 +87,7 @@ def test_the_overview_shows_counts_and_the_quick_start(client, alice, acme, acme
     assert 'data-testid="count-keys">1<' in body
     assert 'data-testid="count-servers">1<' in body
     assert (
-        "claude mcp add --transport http acme-tools http://127.0.0.1:3100/proxy/acme-tools/mcp"
-        in body
+        "claude mcp add --transport http acme-tools http://testserver/proxy/acme-tools/mcp" in body
     )
     assert '--header "Authorization: Bearer $IGRIS_API_KEY"' in body
     assert '"headers": { "Authorization": "Bearer ${IGRIS_API_KEY}" }' in body
@@ -655,7 +654,7 @@ def test_adding_a_server_stores_an_encrypted_credential(client, alice, acme):
     assert server.has_credential
     assert b"s3cret-token" not in bytes(server.credential_encrypted)
     listing = _text(client.get(reverse("console:servers")))
-    assert "http://127.0.0.1:3100/proxy/github/mcp" in listing
+    assert "http://testserver/proxy/github/mcp" in listing
     assert "s3cret-token" not in listing
 
 

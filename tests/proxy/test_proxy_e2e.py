@@ -198,7 +198,8 @@ async def test_missing_or_bad_keys_get_401_with_resource_metadata(
         challenge = answer.headers["www-authenticate"]
         assert challenge.startswith('Bearer resource_metadata="')
         meta_url = challenge.split('"')[1]
-        meta = await http.get(meta_url.replace("http://127.0.0.1:3100", igris_url))
+        assert meta_url.startswith(f"{igris_url}/.well-known/oauth-protected-resource/")
+        meta = await http.get(meta_url)
         assert meta.status_code == 200
         assert meta.json()["resource"].endswith("/proxy/demo/mcp")
     await sync_to_async(connections.close_all)()

@@ -115,6 +115,16 @@ async def test_run_prod_serves_chains_signs_restarts_and_stops(
                 return False
 
         await _until(healthy, within=60, what="healthy")
+        # The web workers name the port they serve on in the 401 challenge (IGRIS_PUBLIC_URL
+        # defaults to it), not one written in the code.
+        async with httpx.AsyncClient() as http:
+            refused = await http.post(
+                f"{base}/proxy/demo/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                timeout=10,
+            )
+        assert refused.status_code == 401
+        assert f'resource_metadata="{base}/.well-known/' in refused.headers["www-authenticate"]
         tree = _descendants(proc.pid)
         [web] = [pid for pid in _pids(tree, "uvicorn") if _descendants(pid)]
         assert len(_descendants(web)) >= 2, tree  # two worker processes under uvicorn
@@ -176,10 +186,14 @@ async def test_run_prod_serves_chains_signs_restarts_and_stops(
 
         await _until(all_gone, within=10, what=f"every child stopped ({everything})")
     finally:
+        # Children run in sessions of their own: list them before the supervisor dies, or
+        # they are re-parented and lost to this walk (an early failure would leak them).
+        left = _descendants(proc.pid)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        for pid in _descendants(proc.pid):
-            os.kill(pid, signal.SIGKILL)
+        for pid in left:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
         log.close()
         await sync_to_async(connections.close_all)()

@@ -19,6 +19,7 @@ from governance.api.serializers import (
     MemberUpdateSerializer,
 )
 from governance.permissions import Action
+from governance.public_url import public_base_url
 from governance.selectors import (
     invitation_get_for_org,
     invitations_open_for_org,
@@ -84,7 +85,11 @@ class InvitationListView(ApiView):
     def post(self, request: Request) -> Response:
         data = self.body(InvitationCreateSerializer)
         invitation, _token = services.invitation_create(
-            org=self.org, actor=self.actor, email=data["email"], role=data["role"]
+            org=self.org,
+            actor=self.actor,
+            email=data["email"],
+            role=data["role"],
+            accept_url_base=public_base_url(request),
         )
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 

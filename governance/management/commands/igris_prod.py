@@ -29,7 +29,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from governance.management.commands.igris_run import Command as EmbeddedCommand
-from governance.management.commands.igris_run import _wait_for_port
+from governance.management.commands.igris_run import (
+    _wait_for_port,
+    adopt_public_url,
+    upstream_log_path,
+)
 
 GRACE_S = 15.0
 RESTART_WINDOW_S = 60.0
@@ -43,9 +47,16 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: deque[float] = field(default_factory=deque)
     next_start: float = 0.0
+    log: Path | None = None  # output to this file instead of the terminal
 
     def start(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True)
+        if self.log is None:
+            self.proc = subprocess.Popen(self.argv, env=env, start_new_session=True)
+            return
+        with self.log.open("ab") as out:  # appended: a restart keeps what came before
+            self.proc = subprocess.Popen(
+                self.argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -88,6 +99,7 @@ class Command(BaseCommand):
             )
         if opts["workers"] < 1:
             raise CommandError("--workers must be at least 1")
+        base_url = adopt_public_url(opts["host"], opts["port"])
         call_command("migrate", interactive=False, verbosity=0)
         manage = str(Path(settings.BASE_DIR) / "manage.py")
         children = []
@@ -104,6 +116,7 @@ class Command(BaseCommand):
                         "--port",
                         str(opts["upstream_port"]),
                     ],
+                    log=upstream_log_path(),
                 )
             )
         children += [
@@ -133,6 +146,8 @@ class Command(BaseCommand):
         Path(settings.VAR_DIR).mkdir(parents=True, exist_ok=True)
         # Children run the production shape: the web workers never embed the audit writer.
         env = {**os.environ, "IGRIS_EMBEDDED_AUDIT_WRITER": "false"}
+        if settings.IGRIS_PUBLIC_URL:  # the served address, unless the operator named one
+            env["IGRIS_PUBLIC_URL"] = settings.IGRIS_PUBLIC_URL
         stopping = {"signal": 0}
 
         def stop(signum: int, frame: Any) -> None:
@@ -147,9 +162,9 @@ class Command(BaseCommand):
                     _wait_for_port(
                         "127.0.0.1", opts["upstream_port"], timeout_s=30, proc=child.proc
                     )  # type: ignore[arg-type]
-                    self._seed(opts)
+                    self._seed(opts, base_url)
             self.stdout.write(
-                f"igris (production shape) on http://{opts['host']}:{opts['port']}: "
+                f"igris (production shape) on {base_url}: "
                 f"{opts['workers']} web workers, audit writer, Celery worker with beat"
             )
             self.stdout.flush()
@@ -189,12 +204,11 @@ class Command(BaseCommand):
         ]
         return argv
 
-    def _seed(self, opts: dict[str, Any]) -> None:
+    def _seed(self, opts: dict[str, Any], base_url: str) -> None:
         from governance.demo.seed import seed_demo
 
-        host = "127.0.0.1" if opts["host"] in {"0.0.0.0", "::"} else opts["host"]
         info = seed_demo(
-            base_url=f"http://{host}:{opts['port']}",
+            base_url=base_url,
             upstream_url=f"http://127.0.0.1:{opts['upstream_port']}/mcp",
             state_path=Path(settings.VAR_DIR) / "demo.json",
         )

@@ -22,18 +22,38 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from governance.public_url import default_public_url, served_base_url
+
+
+def upstream_log_path() -> Path:
+    """Where the demo upstream's output goes: its access log has a line per call, which would
+    bury the banner and igris's own log in the terminal."""
+    return Path(settings.VAR_DIR) / "demo-upstream.log"
+
 
 def _wait_for_port(host: str, port: int, *, timeout_s: float, proc: subprocess.Popen[Any]) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise CommandError(f"the demo upstream exited early with code {proc.returncode}")
+            raise CommandError(
+                f"the demo upstream exited early with code {proc.returncode} "
+                f"(its output is in {upstream_log_path()})"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.1)
     raise CommandError(f"the demo upstream did not start listening on {host}:{port}")
+
+
+def adopt_public_url(host: str, port: int) -> str:
+    """Default IGRIS_PUBLIC_URL to the address this command serves, unless the operator set it
+    (or the bind is a wildcard, where each request's host is the right answer); return the base
+    URL to print. The pages, the proxy's 401 challenge and the banner then name the same port."""
+    if not settings.IGRIS_PUBLIC_URL:
+        settings.IGRIS_PUBLIC_URL = default_public_url(host, port) or ""
+    return settings.IGRIS_PUBLIC_URL or served_base_url(host, port)
 
 
 class _Server(uvicorn.Server):
@@ -64,11 +84,13 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **opts: Any) -> None:
         host, port = opts["host"], opts["port"]
+        base_url = adopt_public_url(host, port)
         call_command("migrate", interactive=False, verbosity=0)
         upstream: subprocess.Popen[Any] | None = None
         try:
             if not opts["no_demo"]:
                 upstream_port = opts["upstream_port"]
+                upstream_log = upstream_log_path().open("wb")
                 upstream = subprocess.Popen(
                     [
                         sys.executable,
@@ -79,14 +101,16 @@ class Command(BaseCommand):
                         "--port",
                         str(upstream_port),
                     ],
+                    stdout=upstream_log,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
+                upstream_log.close()  # the child holds its own descriptor
                 _wait_for_port("127.0.0.1", upstream_port, timeout_s=30, proc=upstream)
                 from governance.demo.seed import seed_demo
 
-                shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
                 info = seed_demo(
-                    base_url=f"http://{shown_host}:{port}",
+                    base_url=base_url,
                     upstream_url=f"http://127.0.0.1:{upstream_port}/mcp",
                     state_path=Path(settings.VAR_DIR) / "demo.json",
                 )
@@ -109,9 +133,12 @@ class Command(BaseCommand):
         out.write(line)
         out.write(f"  Console      {info.console_url}")
         out.write(f"  Login        {info.email}  /  {info.password}")
+        out.write(f"  Admin        {info.admin_url}  (same login: read-only tables)")
         out.write(f"  API key      {info.api_key}")
         out.write(f"  Proxy URL    {info.proxy_url}")
+        out.write(f"  Policy       {info.policy}")
         out.write(f"  Upstream     {info.upstream_url}  (demo MCP server, direct)")
+        out.write(f"  Upstream log {upstream_log_path()}")
         out.write(f"  Saved to     {Path(settings.VAR_DIR) / 'demo.json'}")
         out.write("")
         out.write(
