@@ -22,8 +22,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from governance import runtime_flags as flags
+from governance.policy import Decision
 from proxy import audit
 from proxy.catalog import Catalog
+from proxy.exchange import Exchange
 from proxy.sessions import SessionRecorder
 
 log = logging.getLogger("igris.proxy.anomalies")
@@ -98,12 +100,12 @@ class Detector:
         # Cooldowns known to be running, so a busy session costs no round trip per call.
         self._cooling: dict[str, float] = {}
 
-    def after_call(self, exchange: Any, decision: Any) -> None:
+    def after_call(self, exchange: Exchange, decision: Decision | None) -> None:
         task = asyncio.create_task(self._check(exchange, decision))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def report_drift(self, exchange: Any, names: list[str]) -> None:
+    def report_drift(self, exchange: Exchange, names: list[str]) -> None:
         for name in names:
             task = asyncio.create_task(
                 self._fire(
@@ -116,7 +118,7 @@ class Detector:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _check(self, exchange: Any, decision: Any) -> None:
+    async def _check(self, exchange: Exchange, decision: Decision | None) -> None:
         try:
             msg = exchange.msg
             name = msg.name if msg else None
@@ -189,7 +191,7 @@ class Detector:
                 log.exception("rate-spike window update failed")
 
     async def _fire(
-        self, exchange: Any, kind: str, tool: str | None, detail: dict[str, Any]
+        self, exchange: Exchange, kind: str, tool: str | None, detail: dict[str, Any]
     ) -> None:
         try:
             scope = exchange.session_id or exchange.principal.identity

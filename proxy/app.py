@@ -14,13 +14,14 @@ import contextlib
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
 from governance import runtime_flags as flags
-from governance.hotstate import RateCheck, get_hotstate
+from governance.hotstate import RateCheck, RateResult, get_hotstate
 from governance.policy.engine import Decision
 from governance.ssrf import AddressPolicy
 from governance.standing import EPOCH_FLAG, ensure_standing
@@ -62,6 +63,26 @@ DRIFT_DENIAL = Decision(
     message="this tool changed since it was approved; an operator must review and approve it",
     reason="tool drift",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    """A stop flag that refuses the message: killed or suspended, and why."""
+
+    state: str
+    reason: str
+    ended: bool  # the client's own legacy session was killed: it must start a new one
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """An admitted message: its exchange, its policy decision and the verdicts of its limits,
+    or the stop that refuses it."""
+
+    exchange: Exchange
+    decision: Decision | None
+    limits: list[RateResult]
+    stop: Stop | None
 
 
 def _split_path(path: str) -> str | None:
@@ -253,12 +274,27 @@ class ProxyApp:
         principal: Principal,
         server: ServerConfig,
     ) -> None:
-        t0 = time.perf_counter()
+        """One POST: read the message, admit it (one hot-state round trip), answer it."""
+        started = time.perf_counter()
         reject = Rejection(self.recorder, send, principal, server.slug, server.id)
+        read = await self._read_message(receive, headers, reject)
+        if read is None:
+            return
+        body, msg, era = read
+        admission = await self._admit(
+            send, reject, headers, principal, server, msg, era, len(body), started, receive
+        )
+        if admission is not None:
+            await self._respond(send, headers, body, admission)
+
+    async def _read_message(
+        self, receive: Receive, headers: dict[str, str], reject: Rejection
+    ) -> tuple[bytes, jsonrpc.Message, eras.Era] | None:
+        """The body, its one JSON-RPC message and its protocol era; None once answered."""
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             await reject(415, jsonrpc.INVALID_REQUEST, "Content-Type must be application/json.")
-            return
+            return None
         try:
             body = await read_body(receive, self.deps.max_body, self.body_timeout_s)
         except BodyTooLarge:
@@ -267,7 +303,7 @@ class ProxyApp:
                 jsonrpc.INVALID_REQUEST,
                 f"The request body exceeds the limit of {self.deps.max_body} bytes.",
             )
-            return
+            return None
         except BodyTimeout:
             # Closing the connection matters: left open, the rest of a trickled body would keep
             # it alive (uvicorn restarts its keep-alive timer on every byte received).
@@ -277,7 +313,7 @@ class ProxyApp:
                 f"The request body did not arrive within {self.body_timeout_s:g} s.",
                 headers=[(b"connection", b"close")],
             )
-            return
+            return None
         try:
             parsed = jsonrpc.parse_body(body)
             if isinstance(parsed, list):
@@ -289,8 +325,24 @@ class ProxyApp:
             era = eras.classify(headers, parsed)
         except jsonrpc.JsonRpcError as exc:
             await reject(exc.status, exc.code, exc.message, id=exc.id, data=exc.data)
-            return
-        msg = parsed
+            return None
+        return body, parsed, era
+
+    async def _admit(
+        self,
+        send: Send,
+        reject: Rejection,
+        headers: dict[str, str],
+        principal: Principal,
+        server: ServerConfig,
+        msg: jsonrpc.Message,
+        era: eras.Era,
+        request_bytes: int,
+        started: float,
+        receive: Receive,
+    ) -> Admission | None:
+        """Who and what: the session, the policy decision, the stops and the rate limits, read
+        and applied in one hot-state round trip. None once answered."""
         if (
             msg.kind == "request"
             and not self.recorder.embedded
@@ -308,13 +360,13 @@ class ProxyApp:
                 data={"reason": "audit_backlog_full", "limit": self.backlog.limit},
                 headers=[(b"retry-after", b"5")],
             )
-            return
+            return None
         org = await self.runtime.org(principal.org_id)
         if org is None:
             await rpc_error(
                 send, 404, jsonrpc.INVALID_REQUEST, "This organisation no longer exists."
             )
-            return
+            return None
 
         # Session: legacy sessions are bound to the key that created them; modern calls belong
         # to the current generation of their (key, server, client) slot, read with the flags.
@@ -339,7 +391,7 @@ class ProxyApp:
                     id=msg.id,
                     method=msg.method,
                 )
-                return
+                return None
             flag_keys.append(flags.session_binding(session_id))
             flag_keys.append(flags.kill_session(session_id))
         exchange = Exchange(
@@ -350,11 +402,11 @@ class ProxyApp:
             era=era,
             session_id=session_id,
             binding=None,
-            started=t0,
-            request_bytes=len(body),
+            started=started,
+            request_bytes=request_bytes,
             receive=receive,
         )
-        decision = None
+        decision: Decision | None = None
         checks: list[RateCheck] = []
         if msg.kind == "request":
             if msg.method in POLICED_METHODS or msg.method in eras.LIST_METHODS:
@@ -394,7 +446,7 @@ class ProxyApp:
                     values, results = await self.hotstate.admit(flag_keys, checks)
         except Exception:
             await state_store_down(send, msg.id, "admission")
-            return
+            return None
         flag_values = dict(zip(flag_keys, values, strict=True))
         if slot is not None:
             generation = flags.parse_generation(flag_values[flags.session_generation(slot)])
@@ -412,21 +464,34 @@ class ProxyApp:
                 await reject(
                     404, jsonrpc.INVALID_REQUEST, "Session not found.", id=msg.id, method=msg.method
                 )
-                return
+                return None
             exchange.binding = binding
+        stop: Stop | None = None
         if results is None:
-            stop = next(k for k in flag_keys if k.startswith("kill:") and flag_values.get(k))
-            state, reason = flags.parse_kill(flag_values[stop])  # type: ignore[misc]
+            key = next(k for k in flag_keys if k.startswith("kill:") and flag_values.get(k))
+            state, reason = flags.parse_kill(flag_values[key])  # type: ignore[misc]
             # A killed legacy session is over: 404 is how MCP's transports tell a client to
             # initialize a new session (2025-03-26, session management). Other stops (a key, a
             # server, the organisation) refuse whatever session is used, so they stay 403.
-            ended = state == "killed" and stop == flags.kill_session(session_id)
-            await refuse(self.deps, send, exchange, state, reason, ended=ended)
+            ended = state == "killed" and key == flags.kill_session(session_id)
+            stop = Stop(state, reason, ended)
+        return Admission(exchange, decision, results or [], stop)
+
+    async def _respond(
+        self, send: Send, headers: dict[str, str], body: bytes, admission: Admission
+    ) -> None:
+        """Answer an admitted message: refused, rate limited, denied or forwarded."""
+        exchange, decision = admission.exchange, admission.decision
+        msg = exchange.msg
+        assert msg is not None
+        if admission.stop is not None:
+            stop = admission.stop
+            await refuse(self.deps, send, exchange, stop.state, stop.reason, ended=stop.ended)
             return
         if msg.kind != "request":
             await self._forward(send, exchange, headers, body, decision=None)
             return
-        denied = [r for r in results if not r.allowed]
+        denied = [r for r in admission.limits if not r.allowed]
         if denied:
             retry = max(r.retry_after_s for r in denied)
             await rate_limited(self.deps, send, exchange, retry)
@@ -436,13 +501,19 @@ class ProxyApp:
         else:
             await self._forward(send, exchange, headers, body, decision=decision)
         if msg.method == "tools/call":
-            self.usage.count(org.id)
+            self.usage.count(exchange.principal.org_id)
         self.detector.after_call(exchange, decision)
 
     # --- forwarding ------------------------------------------------------------------------
 
     async def _forward(
-        self, send: Send, exchange: Exchange, headers: dict[str, str], body: bytes, *, decision: Any
+        self,
+        send: Send,
+        exchange: Exchange,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        decision: Decision | None,
     ) -> None:
         admission = await self.breakers.admit(exchange.server)
         if isinstance(admission, Refusal):

@@ -13,22 +13,25 @@ from typing import Any
 
 from governance import runtime_flags as flags
 from governance.hotstate import RateCheck
+from governance.policy import Decision, PolicySnapshot
 from proxy import audit, eras
+from proxy.auth import Principal
 from proxy.jsonrpc import Message
+from proxy.runtime import OrgConfig, ServerConfig
 
 
 @dataclass
 class Exchange:
-    principal: Any
-    server: Any
-    org: Any
+    principal: Principal
+    server: ServerConfig
+    org: OrgConfig | None
     msg: Message | None
     era: eras.Era
     session_id: str | None
     binding: dict[str, Any] | None
     started: float
     request_bytes: int
-    snapshot: Any = None
+    snapshot: PolicySnapshot | None = None
     upstream_status: int | None = None
     upstream_ms: float | None = None
     response_bytes: int = 0
@@ -58,9 +61,10 @@ class Exchange:
             now=datetime.now(UTC),
         )
 
-    def rule_rate_check(self, decision: Any) -> RateCheck:
+    def rule_rate_check(self, decision: Decision) -> RateCheck:
         limit = decision.rate_limit
-        per = getattr(limit, "per", "key")
+        assert limit is not None
+        per = limit.per
         scope_value = {
             "org": self.principal.org_id,
             "session": self.session_id or self.principal.identity,
@@ -71,7 +75,7 @@ class Exchange:
             period_s=float(limit.window_s),
         )
 
-    def decision_meta(self, decision: Any) -> dict[str, Any]:
+    def decision_meta(self, decision: Decision) -> dict[str, Any]:
         return {
             "action": decision.action,
             "rule": decision.rule_id,
@@ -79,7 +83,7 @@ class Exchange:
             "reason": decision.reason,
         }
 
-    def denial_text(self, decision: Any) -> str:
+    def denial_text(self, decision: Decision) -> str:
         where = f"rule {decision.rule_id}" if decision.rule_id else "the default posture"
         version = f" (policy v{decision.version})" if decision.version else ""
         text = f"Denied by igris: {where}{version}"

@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import json
 import time
-from typing import Any
 
 from django.conf import settings
 
 from governance import runtime_flags as flags
+from governance.policy import Decision
 from proxy import eras, jsonrpc
 from proxy.breaker import Refusal
 from proxy.deps import ProxyDeps
@@ -47,7 +47,7 @@ RETRY_SAFE_METHODS = frozenset(
 
 
 async def circuit_open(
-    deps: ProxyDeps, send: Send, exchange: Exchange, refusal: Refusal, decision: Any
+    deps: ProxyDeps, send: Send, exchange: Exchange, refusal: Refusal, decision: Decision | None
 ) -> None:
     """Fail fast while the upstream's circuit is open; audited like an upstream failure."""
     msg = request_msg(exchange)
@@ -83,7 +83,7 @@ async def relay(
     headers: dict[str, str],
     body: bytes,
     *,
-    decision: Any,
+    decision: Decision | None,
 ) -> None:
     msg = request_msg(exchange)
     upstream_headers = eras.upstream_headers(headers, exchange.server, exchange.binding)
@@ -152,7 +152,7 @@ async def relay(
     if msg.method == "initialize" and not exchange.era.modern and response.status == 200:
         exchange.session_id = new_session_id()
         binding = {
-            "org": exchange.org.id,
+            "org": exchange.principal.org_id,
             "who": exchange.principal.identity,
             "server": exchange.server.id,
             "up": response.headers.get("mcp-session-id", ""),

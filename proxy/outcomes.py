@@ -108,7 +108,7 @@ async def rate_limited(
         deps.sessions.note_call(exchange, denied=True, error=False)
 
 
-async def deny(deps: ProxyDeps, send: Send, exchange: Exchange, decision: Any) -> None:
+async def deny(deps: ProxyDeps, send: Send, exchange: Exchange, decision: Decision) -> None:
     event = exchange.event(decision="deny", result="denied", decision_obj=decision)
     if not await durable(deps, send, exchange, event):
         return

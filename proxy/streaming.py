@@ -14,6 +14,7 @@ import json
 import time
 from typing import Any
 
+from governance.policy import Decision
 from proxy import audit, eras, jsonrpc
 from proxy.deps import ProxyDeps
 from proxy.exchange import Exchange
@@ -87,7 +88,7 @@ async def stream_response(
     exchange: Exchange,
     response: UpstreamResponse,
     *,
-    decision: Any,
+    decision: Decision | None,
     t_upstream: float,
 ) -> None:
     content_type = response.content_type
@@ -167,7 +168,7 @@ async def _fail(
     status: int,
     code: int,
     message: str,
-    decision: Any,
+    decision: Decision | None,
 ) -> None:
     if exchange.msg is not None:
         await _settle(deps, exchange, message)
@@ -207,7 +208,7 @@ async def _stream_sse(
     exchange: Exchange,
     response: UpstreamResponse,
     *,
-    decision: Any,
+    decision: Decision | None,
     t_upstream: float,
 ) -> None:
     msg = exchange.msg
@@ -299,7 +300,12 @@ async def _stream_sse(
 
 
 async def _forward_event(
-    deps: ProxyDeps, send: Send, exchange: Exchange, ev: SseEvent, decision: Any, t_upstream: float
+    deps: ProxyDeps,
+    send: Send,
+    exchange: Exchange,
+    ev: SseEvent,
+    decision: Decision | None,
+    t_upstream: float,
 ) -> bool:
     """Forward one event; True when it carried the final response of this request."""
     msg = exchange.msg
@@ -357,7 +363,12 @@ async def _send_event(send: Send, message: dict[str, Any]) -> None:
 
 
 async def _sse_fail(
-    deps: ProxyDeps, send: Send, exchange: Exchange, code: int, message: str, decision: Any
+    deps: ProxyDeps,
+    send: Send,
+    exchange: Exchange,
+    code: int,
+    message: str,
+    decision: Decision | None,
 ) -> None:
     await _settle(deps, exchange, message)
     event = exchange.event(

@@ -201,4 +201,9 @@ def test_era_rules_return_an_era_or_a_json_rpc_error(
     assert era.version in eras.SUPPORTED_VERSIONS
     info = eras.client_info(msg)
     assert info is None or all(isinstance(v, str) for v in info.values())
-    assert eras.modern_session_id("key:1", "server", msg).startswith("igm_")
+    slot = eras.modern_slot("key:1", "server", msg)
+    assert slot.startswith("igm_") and eras.modern_session_id(slot, 0) == slot
+    assert (
+        eras.modern_session_id(slot, 1).startswith("igm_")
+        and eras.modern_session_id(slot, 1) != slot
+    )
