@@ -77,6 +77,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it sees every answer under /api/ and turns error pages into problem documents.
+    "governance.api.middleware.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -184,6 +186,8 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 14)
+# Under /api/ a CSRF failure is a problem document, elsewhere Django's page.
+CSRF_FAILURE_VIEW = "governance.api.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -290,6 +294,11 @@ IGRIS_AUDIT_SIGNING_KEY = (
 )
 
 # --- REST API --------------------------------------------------------------------------------
+# Largest request body under /api/ (REST API, allauth's headless API, ingestion): larger gets 413
+# problem+json (governance/api/middleware.py). Django's own limit is the same number, so no body
+# is refused by Django's HTML 400 instead. 5 MiB, the documented ingestion limit, is the default.
+IGRIS_API_MAX_BODY_BYTES = env_int("IGRIS_API_MAX_BODY_BYTES", 5 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = IGRIS_API_MAX_BODY_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "governance.drf.ApiKeyAuthentication",
