@@ -424,15 +424,22 @@ class AnomalyStatus(models.TextChoices):
     RESOLVED = "resolved", "Resolved"
 
 
+class AnomalyKind(models.TextChoices):
+    """What the detectors record (proxy/anomalies.py; ingestion records destructive_pattern)."""
+
+    RATE_SPIKE = "rate_spike", "Rate spike"
+    DESTRUCTIVE_PATTERN = "destructive_pattern", "Destructive tool"
+    TOOL_DRIFT = "tool_drift", "Tool drift"
+    POLICY_ALERT = "policy_alert", "Policy alert"
+
+
 class Anomaly(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="anomalies")
     session = models.ForeignKey(
         AgentSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="anomalies"
     )
     server_slug = models.CharField(max_length=64, blank=True)
-    kind = models.CharField(
-        max_length=40
-    )  # rate_spike | destructive_pattern | tool_drift | policy_alert
+    kind = models.CharField(max_length=40)  # an AnomalyKind
     severity = models.CharField(max_length=10, default="medium")
     tool = models.CharField(max_length=200, blank=True)
     detail = models.JSONField(default=dict, blank=True)
