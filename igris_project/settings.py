@@ -370,6 +370,12 @@ IGRIS_KEY_CACHE_TTL_S = env_int("IGRIS_KEY_CACHE_TTL_S", 30)
 # over it, the proxy, the REST API and ingestion answer 429 (governance/keys.py, BadKeyGuard).
 IGRIS_BAD_KEY_RATE_PER_MIN = env_int("IGRIS_BAD_KEY_RATE_PER_MIN", 20)
 IGRIS_INVITATION_DAYS = env_int("IGRIS_INVITATION_DAYS", 7)
+# Most rules one policy may hold (draft, publish, rollback refuse more: governance/services/
+# policies.py). 5,000 rules made a 5.4 MB console page; 500 covers real policies with room to
+# spare. The engine's own bound (governance/policy/rules.py MAX_RULES) is 10,000.
+IGRIS_POLICY_MAX_RULES = env_int("IGRIS_POLICY_MAX_RULES", 500)
+if not 1 <= IGRIS_POLICY_MAX_RULES <= 10_000:
+    raise EnvError(f"IGRIS_POLICY_MAX_RULES={IGRIS_POLICY_MAX_RULES} must be 1 to 10000")
 IGRIS_EMBEDDED_AUDIT_WRITER = env_bool("IGRIS_EMBEDDED_AUDIT_WRITER", not REDIS_URL)
 # Upstream URLs on link-local addresses (cloud metadata services) are refused unless allowed.
 IGRIS_UPSTREAM_ALLOW_LINK_LOCAL = env_bool("IGRIS_UPSTREAM_ALLOW_LINK_LOCAL", False)
