@@ -370,6 +370,14 @@ IGRIS_KEY_CACHE_TTL_S = env_int("IGRIS_KEY_CACHE_TTL_S", 30)
 # over it, the proxy, the REST API and ingestion answer 429 (governance/keys.py, BadKeyGuard).
 IGRIS_BAD_KEY_RATE_PER_MIN = env_int("IGRIS_BAD_KEY_RATE_PER_MIN", 20)
 IGRIS_INVITATION_DAYS = env_int("IGRIS_INVITATION_DAYS", 7)
+# Fewest days an organisation may keep its audit events (governance.models.Organization): the EU
+# AI Act (Regulation 2024/1689) Art. 19(1) and 26(6) keep the logs of a high-risk AI system for at
+# least six months, 183 days. Purging by age is not implemented yet; this only validates.
+IGRIS_AUDIT_RETENTION_MIN_DAYS = env_int("IGRIS_AUDIT_RETENTION_MIN_DAYS", 183)
+if not 1 <= IGRIS_AUDIT_RETENTION_MIN_DAYS <= 36_500:
+    raise EnvError(
+        f"IGRIS_AUDIT_RETENTION_MIN_DAYS={IGRIS_AUDIT_RETENTION_MIN_DAYS} must be 1 to 36500"
+    )
 # Most rules one policy may hold (draft, publish, rollback refuse more: governance/services/
 # policies.py). 5,000 rules made a 5.4 MB console page; 500 covers real policies with room to
 # spare. The engine's own bound (governance/policy/rules.py MAX_RULES) is 10,000.
