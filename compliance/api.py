@@ -40,6 +40,7 @@ from governance.api.serializers import (
     SessionSerializer,
 )
 from governance.api.views.policies import compiled_policy
+from governance.events import DECISIONS, EVENT_TYPE, EVENT_TYPE_RULE
 from governance.models import ApiKey, Membership, Organization
 from governance.permissions import Action
 from governance.policy import CallContext
@@ -129,8 +130,17 @@ class AuditFilterFields(serializers.Serializer):
     tool = serializers.CharField(required=False, max_length=256)
     key = serializers.UUIDField(required=False, help_text="API key id.")
     session = serializers.CharField(required=False, max_length=128, help_text="Session id.")
-    decision = serializers.CharField(required=False, max_length=32)
+    decision = serializers.ChoiceField(DECISIONS, required=False)
     type = serializers.CharField(required=False, max_length=100, help_text="Event type.")
+
+    def validate_type(self, value: str) -> str:
+        # Any name of the type grammar may be stored (ingestion brings other gateways' types),
+        # so the set is open; a value outside the grammar matches nothing ever stored.
+        if not EVENT_TYPE.match(value):
+            raise serializers.ValidationError(
+                f'"{value}" is not an event type: {EVENT_TYPE_RULE}.', code="invalid"
+            )
+        return value
 
 
 class AuditFilters(AuditFilterFields, PageQuery):

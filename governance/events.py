@@ -8,12 +8,34 @@ events to the hot-state stream instead (no ORM on that path).
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from governance.policy.rules import ACTIONS
+
 AUDIT_STREAM = "audit:events"
+
+# The grammar of every audit event type: igris' own (`tool_call`, `policy.published`, ...) and
+# those ingestion accepts from other gateways (governance/ingest/items.py). No stored event has a
+# type outside it, so a filter naming one is a mistake to report, not an empty result. Use with
+# `.match` (`\Z`, not `$`, which would let a trailing newline through).
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.:-]{0,99}\Z")
+EVENT_TYPE_RULE = (
+    "1-100 characters: lower-case letters, digits and '_ . : -', starting with a letter"
+)
+
+# The `decision` a recorded call can carry (the audit column): what the policy decided, or what
+# igris recorded when the policy was not asked.
+DECISIONS: tuple[str, ...] = (
+    *ACTIONS,
+    "rate_limited",  # a key or rule rate limit refused the call (proxy/outcomes.py)
+    "refused",  # the session was killed or suspended (proxy/outcomes.py)
+    "rejected",  # not a valid MCP request, refused before the policy (mcp_rejected)
+    "observed",  # recorded, not decided: an anomaly (proxy/anomalies.py, ingestion)
+)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
-from governance.models import SLUG_VALIDATOR, McpServer, Posture, Scope, UpstreamAuth
+from governance.models import (
+    SLUG_VALIDATOR,
+    McpServer,
+    Posture,
+    Scope,
+    UpstreamAuth,
+    validate_retention_days,
+)
 from governance.permissions import Action, Role, role_can
 from governance.services.servers import SERVER_FIELDS
 
@@ -64,9 +72,11 @@ class OrganizationSettingsForm(forms.Form):
         label="Auto-suspend on anomaly",
         help_text="Suspend an agent session automatically when an anomaly fires.",
     )
+    # The model's own check of the minimum (a setting), so the form shows it with the other errors;
+    # the browser gets the minimum as the input's `min`.
     audit_retention_days = forms.IntegerField(
-        min_value=1,
         max_value=36500,
+        validators=[validate_retention_days],
         label="Audit retention (days)",
         help_text=(
             "EU AI Act Art. 19 and 26(6): logs of a high-risk AI system are kept for at least "
@@ -78,6 +88,11 @@ class OrganizationSettingsForm(forms.Form):
         label="Extra argument names to redact",
         help_text="Comma-separated. Secret-looking names (password, token, …) are always masked.",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        minimum = settings.IGRIS_AUDIT_RETENTION_MIN_DAYS
+        self.fields["audit_retention_days"].widget.attrs["min"] = minimum
 
     def clean_redact_argument_keys(self) -> list[str]:
         return _split_csv(self.cleaned_data["redact_argument_keys"])

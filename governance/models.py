@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib.auth.base_user import BaseUserManager
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -59,6 +61,28 @@ class Posture(models.TextChoices):
     DENY = "deny", "Deny when no rule matches"
 
 
+DEFAULT_RETENTION_DAYS = 400
+
+
+def validate_retention_days(value: int) -> None:
+    """At least settings.IGRIS_AUDIT_RETENTION_MIN_DAYS: EU AI Act Art. 19(1) and 26(6) keep the
+    logs of a high-risk AI system for at least six months. Read when validating, not frozen into
+    a migration or a database constraint, so the minimum stays a setting."""
+    minimum = settings.IGRIS_AUDIT_RETENTION_MIN_DAYS
+    if value < minimum:
+        raise ValidationError(
+            "%(value)s is below the minimum of %(minimum)s days: the EU AI Act (Art. 19 and "
+            "26(6)) keeps the logs of a high-risk AI system for at least six months.",
+            code="min_value",
+            params={"value": value, "minimum": minimum},
+        )
+
+
+def default_retention_days() -> int:
+    # A minimum set above the usual default must not make new organisations invalid.
+    return max(DEFAULT_RETENTION_DAYS, settings.IGRIS_AUDIT_RETENTION_MIN_DAYS)
+
+
 class Organization(models.Model):
     """The tenant: every governed object belongs to exactly one organisation."""
 
@@ -78,7 +102,10 @@ class Organization(models.Model):
         default=False, help_text="Suspend an agent session automatically when an anomaly fires."
     )
     audit_retention_days = models.PositiveIntegerField(
-        default=400, help_text="Days audit events are kept (EU AI Act Art. 19: at least 183)."
+        default=default_retention_days,
+        validators=[validate_retention_days],
+        help_text="Days audit events are kept: at least IGRIS_AUDIT_RETENTION_MIN_DAYS (183 by "
+        "default; EU AI Act Art. 19 and 26(6): six months).",
     )
     redact_argument_keys = models.JSONField(
         default=list,
@@ -428,15 +455,22 @@ class AnomalyStatus(models.TextChoices):
     RESOLVED = "resolved", "Resolved"
 
 
+class AnomalyKind(models.TextChoices):
+    """What the detectors record (proxy/anomalies.py; ingestion records destructive_pattern)."""
+
+    RATE_SPIKE = "rate_spike", "Rate spike"
+    DESTRUCTIVE_PATTERN = "destructive_pattern", "Destructive tool"
+    TOOL_DRIFT = "tool_drift", "Tool drift"
+    POLICY_ALERT = "policy_alert", "Policy alert"
+
+
 class Anomaly(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="anomalies")
     session = models.ForeignKey(
         AgentSession, null=True, blank=True, on_delete=models.SET_NULL, related_name="anomalies"
     )
     server_slug = models.CharField(max_length=64, blank=True)
-    kind = models.CharField(
-        max_length=40
-    )  # rate_spike | destructive_pattern | tool_drift | policy_alert
+    kind = models.CharField(max_length=40)  # an AnomalyKind
     severity = models.CharField(max_length=10, default="medium")
     tool = models.CharField(max_length=200, blank=True)
     detail = models.JSONField(default=dict, blank=True)

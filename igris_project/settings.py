@@ -81,6 +81,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it sees every answer under /api/ and turns error pages into problem documents.
+    "governance.api.middleware.ApiProblemMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -188,6 +190,8 @@ SESSION_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SECURE = PRODUCTION
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 60 * 60 * 24 * 14)
+# Under /api/ a CSRF failure is a problem document, elsewhere Django's page.
+CSRF_FAILURE_VIEW = "governance.api.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -294,6 +298,11 @@ IGRIS_AUDIT_SIGNING_KEY = (
 )
 
 # --- REST API --------------------------------------------------------------------------------
+# Largest request body under /api/ (REST API, allauth's headless API, ingestion): larger gets 413
+# problem+json (governance/api/middleware.py). Django's own limit is the same number, so no body
+# is refused by Django's HTML 400 instead. 5 MiB, the documented ingestion limit, is the default.
+IGRIS_API_MAX_BODY_BYTES = env_int("IGRIS_API_MAX_BODY_BYTES", 5 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = IGRIS_API_MAX_BODY_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "governance.drf.ApiKeyAuthentication",
@@ -365,6 +374,20 @@ IGRIS_KEY_CACHE_TTL_S = env_int("IGRIS_KEY_CACHE_TTL_S", 30)
 # over it, the proxy, the REST API and ingestion answer 429 (governance/keys.py, BadKeyGuard).
 IGRIS_BAD_KEY_RATE_PER_MIN = env_int("IGRIS_BAD_KEY_RATE_PER_MIN", 20)
 IGRIS_INVITATION_DAYS = env_int("IGRIS_INVITATION_DAYS", 7)
+# Fewest days an organisation may keep its audit events (governance.models.Organization): the EU
+# AI Act (Regulation 2024/1689) Art. 19(1) and 26(6) keep the logs of a high-risk AI system for at
+# least six months, 183 days. Purging by age is not implemented yet; this only validates.
+IGRIS_AUDIT_RETENTION_MIN_DAYS = env_int("IGRIS_AUDIT_RETENTION_MIN_DAYS", 183)
+if not 1 <= IGRIS_AUDIT_RETENTION_MIN_DAYS <= 36_500:
+    raise EnvError(
+        f"IGRIS_AUDIT_RETENTION_MIN_DAYS={IGRIS_AUDIT_RETENTION_MIN_DAYS} must be 1 to 36500"
+    )
+# Most rules one policy may hold (draft, publish, rollback refuse more: governance/services/
+# policies.py). 5,000 rules made a 5.4 MB console page; 500 covers real policies with room to
+# spare. The engine's own bound (governance/policy/rules.py MAX_RULES) is 10,000.
+IGRIS_POLICY_MAX_RULES = env_int("IGRIS_POLICY_MAX_RULES", 500)
+if not 1 <= IGRIS_POLICY_MAX_RULES <= 10_000:
+    raise EnvError(f"IGRIS_POLICY_MAX_RULES={IGRIS_POLICY_MAX_RULES} must be 1 to 10000")
 IGRIS_EMBEDDED_AUDIT_WRITER = env_bool("IGRIS_EMBEDDED_AUDIT_WRITER", not REDIS_URL)
 # Upstream URLs on link-local addresses (cloud metadata services) are refused unless allowed.
 IGRIS_UPSTREAM_ALLOW_LINK_LOCAL = env_bool("IGRIS_UPSTREAM_ALLOW_LINK_LOCAL", False)

@@ -26,6 +26,7 @@ from compliance.live.clock import Scope, Send
 from compliance.live.events import FeedFilter, closing
 from compliance.live.stream import LiveStream
 from governance.api.errors import PROBLEM_CONTENT_TYPE, problem_body
+from governance.events import EVENT_TYPE
 from governance.keys import KeyError_, bearer_token, get_verifier
 
 log = logging.getLogger("igris.live")
@@ -79,8 +80,12 @@ def parameters(scope: Scope, headers: dict[str, str]) -> tuple[FeedFilter, int |
     kinds = None
     if "types" in query:
         names = [n.strip() for v in query["types"] for n in v.split(",") if n.strip()]
-        if not names or len(names) > MAX_TYPES or any(len(n) > 100 for n in names):
+        if not names or len(names) > MAX_TYPES:
             raise Problem(400, "invalid", f"types lists 1-{MAX_TYPES} event types.")
+        for name in names:
+            # Feed kinds and audit types share the grammar; outside it nothing could ever match.
+            if not EVENT_TYPE.match(name):
+                raise Problem(400, "invalid", f'types: "{name[:100]}" is not an event type.')
         kinds = frozenset(names)
     server = query.get("server", [None])[-1]
     session = query.get("session", [None])[-1]

@@ -14,7 +14,9 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
@@ -93,6 +95,16 @@ def problem_body(
     }
 
 
+class ProblemResponse(Response):
+    """A DRF response that renders as JSON whatever renderer its view negotiated: the schema
+    view's YAML or Swagger UI's HTML template would otherwise render the problem."""
+
+    @property
+    def rendered_content(self) -> Any:
+        self.accepted_renderer = JSONRenderer()
+        return super().rendered_content
+
+
 def problem_response(
     status: int,
     code: str,
@@ -101,7 +113,24 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    return Response(
+    return ProblemResponse(
+        problem_body(status, code, detail, errors, **extra),
+        status=status,
+        headers=headers,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+def problem_json(
+    status: int,
+    code: str,
+    detail: str,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JsonResponse:
+    """The same problem document from plain Django views and middleware (no DRF renderer)."""
+    return JsonResponse(
         problem_body(status, code, detail, errors, **extra),
         status=status,
         headers=headers,
@@ -252,10 +281,27 @@ def _handle(exc: Exception) -> Response | None:
     return problem_response(exc.status_code, exc.default_code, str(exc.detail), None, headers)
 
 
+# Exempt: it changes nothing, and an unknown path must answer 404 whatever the method, not the
+# CSRF middleware's 403 (a client without the cookie is told the path is wrong, not to log in).
+@csrf_exempt
 def not_found_view(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     """Any unmatched path under /api/v1/ answers like the API does, not with an HTML page."""
-    return JsonResponse(
-        problem_body(404, "not_found", f"There is no API resource at {request.path}."),
-        status=404,
-        content_type=PROBLEM_CONTENT_TYPE,
+    return problem_json(404, "not_found", f"There is no API resource at {request.path}.")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> Any:
+    """settings.CSRF_FAILURE_VIEW: a problem under /api/ (allauth's headless browser endpoints
+    check CSRF with Django's middleware), Django's own page everywhere else."""
+    from django.views.csrf import csrf_failure as django_csrf_failure
+
+    if not request.path.startswith("/api/"):
+        return django_csrf_failure(request, reason)
+    # The code and shape of DRF's own CSRF refusal (a 403 permission_denied), with `reason`
+    # telling it apart from a role refusal as the other 403s do.
+    return problem_json(
+        403,
+        "permission_denied",
+        f"CSRF verification failed: {reason or 'no reason given.'} A console session sends the "
+        "X-CSRFToken header; API clients authenticate with 'Authorization: Bearer ig_…' instead.",
+        reason="csrf",
     )

@@ -9,7 +9,9 @@ column it does not fit:
   event into the organisation's log);
 - `ts`: aware, at most five minutes in the future;
 - the call fields (`server_slug`, `session_id`, `tool`, `decision`, `method`, `result`,
-  `latency_ms`, `upstream_status`) have the type and length of their audit column;
+  `latency_ms`, `upstream_status`) have the type and length of their audit column, and a
+  `decision` is one igris records itself (`governance.events.DECISIONS`), so the audit API's
+  `decision` filter can list every value;
 - no NUL character and no lone surrogate anywhere (PostgreSQL jsonb stores neither), and at most
   64 KiB of JSON per item.
 """
@@ -20,18 +22,17 @@ import base64
 import hashlib
 import json
 import math
-import re
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from governance.events import DECISIONS, EVENT_TYPE, EVENT_TYPE_RULE
 from governance.ingest import MAX_BODY_BYTES
 from governance.jsonsafe import unstorable_reason
 
 MAX_ITEM_JSON = 64 * 1024
 FUTURE_TOLERANCE = timedelta(minutes=5)
-TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_.:-]{0,99}$")
 # igris' own event namespaces (governance services, the proxy, the audit writer, billing).
 RESERVED_TYPES = frozenset({"anomaly", "audit", "tool_call", "mcp_request"})
 RESERVED_PREFIXES = (
@@ -271,11 +272,8 @@ def _storable(value: Any) -> str | None:
 
 
 def type_problem(type_: Any) -> str | None:
-    if not isinstance(type_, str) or not TYPE_PATTERN.match(type_):
-        return (
-            "type must be 1-100 characters: lower-case letters, digits and '_ . : -', "
-            "starting with a letter"
-        )
+    if not isinstance(type_, str) or not EVENT_TYPE.match(type_):
+        return f"type must be {EVENT_TYPE_RULE}"
     if type_ in MAPPED_TYPES:
         return None
     if type_ in RESERVED_TYPES or type_.startswith(RESERVED_PREFIXES):
@@ -299,6 +297,9 @@ def check(mapped: Mapped, *, now: datetime) -> Mapped:
         value = data.get(name)
         if value is not None and (not isinstance(value, str) or not value or len(value) > limit):
             return Rejected(f"{name} must be a non-empty string of at most {limit} characters")
+    decision = data.get("decision")
+    if decision is not None and decision not in DECISIONS:
+        return Rejected(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
     latency = data.get("latency_ms")
     if latency is not None and (
         isinstance(latency, bool)

@@ -140,7 +140,8 @@ def _read_body(request: HttpRequest) -> bytes:
     declared = request.META.get("CONTENT_LENGTH") or ""
     if declared and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
         raise _Refused(413, "body_too_large", f"A request holds at most {MAX_BODY_BYTES} bytes.")
-    # Read from the stream, not `request.body` (bounded by DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB).
+    # Read from the stream, not `request.body` (bounded by DATA_UPLOAD_MAX_MEMORY_SIZE, set from
+    # IGRIS_API_MAX_BODY_BYTES), so this limit holds whatever that setting is.
     raw = request.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise _Refused(413, "body_too_large", f"A request holds at most {MAX_BODY_BYTES} bytes.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -39,6 +40,11 @@ class PolicyRulesInvalid(ServiceError):
 
 
 def _validated(rules: Any) -> list[dict[str, Any]]:
+    cap = settings.IGRIS_POLICY_MAX_RULES
+    if isinstance(rules, list) and len(rules) > cap:
+        # Counted before each rule is checked: the cap also bounds that work.
+        message = f"has {len(rules)} rules; a policy holds at most {cap}"
+        raise PolicyRulesInvalid([{"index": None, "field": "rules", "message": message}])
     try:
         validate_rules(rules)
     except PolicyValidationError as exc:

@@ -24,6 +24,7 @@ from governance.views.base import (
     Console,
     add_service_error,
     console_render,
+    forbidden,
     org_required,
     posted,
 )
@@ -122,6 +123,9 @@ def org_settings(request: HttpRequest, console: Console) -> HttpResponse:
     if request.method != "POST":
         form = OrganizationSettingsForm(initial=_settings_initial(console))
         return _render_settings(request, console, form, delete_form)
+    if not console.can(Action.ORG_UPDATE):
+        # Before validating: a member who may not change the settings is refused, not corrected.
+        return forbidden(request, console, Action.ORG_UPDATE)
     form = OrganizationSettingsForm(request.POST)
     if form.is_valid():
         try:

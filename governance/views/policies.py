@@ -21,10 +21,12 @@ from governance.permissions import Action
 from governance.selectors import servers_for_org
 from governance.views.base import Console, add_service_error, console_render, org_required
 from governance.views.policy_display import (
+    RULES_PER_PAGE,
     _has_changes,
     _pretty,
     _rate_text,
-    _rule_views,
+    diff_shown,
+    rule_page,
     rule_view,
 )
 from governance.views.policy_dry_run import DRAFT, DryRunForm, _explain
@@ -115,17 +117,24 @@ def _render_policies(
             keys=list(ApiKey.objects.filter(org=org, revoked_at__isnull=True).order_by("name")),
         )
     manage = console.can(Action.POLICIES_MANAGE)
-    if draft_form is None and manage:
+    # A long draft stays out of the editor until asked for: its JSON alone would grow the page
+    # with every rule. A bound form (a refused save) keeps what was typed, whatever its length.
+    editor_loaded = len(draft_rules) <= RULES_PER_PAGE or request.GET.get("editor") == "all"
+    if draft_form is None and manage and editor_loaded:
         draft_form = DraftForm(initial={"rules": _pretty(draft_rules)})
+    page, rules = rule_page(draft_rules, request.GET.get("rules"), diff if latest else None)
     return console_render(
         request,
         console,
         "console/policies/index.html",
         {
             "draft": draft,
-            "rules": _rule_views(draft_rules, diff if latest else None),
+            "rules": rules,
+            "rule_page": page,
+            "rule_count": len(draft_rules),
             "latest": latest,
             "diff": diff,
+            "diff_shown": diff_shown(diff),
             "unpublished": _has_changes(diff) if latest else bool(draft_rules),
             "next_number": (latest.number + 1) if latest else 1,
             "versions": versions,

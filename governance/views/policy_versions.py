@@ -17,7 +17,14 @@ from governance import services
 from governance.models import PolicyVersion
 from governance.permissions import Action
 from governance.views.base import Console, console_render, org_required
-from governance.views.policy_display import _has_changes, _pretty, _rule_views, rule_view
+from governance.views.policy_display import (
+    RULES_PER_PAGE,
+    _has_changes,
+    _pretty,
+    diff_shown,
+    rule_page,
+    rule_view,
+)
 
 VERSIONS_ON_PAGE = 10
 VERSIONS_PER_PAGE = 50
@@ -101,6 +108,9 @@ def policy_version(request: HttpRequest, console: Console, version_id: int) -> H
         for i, doc in enumerate(previous.rules if previous else [])
         if isinstance(doc, dict) and doc.get("id") in removed_ids
     ]
+    page, rules = rule_page(version.rules, request.GET.get("rules"), diff)
+    # A long version's JSON comes on request, like the policies page's editor.
+    json_loaded = len(version.rules) <= RULES_PER_PAGE or request.GET.get("json") == "all"
     latest_number = (
         PolicyVersion.objects.filter(org=console.org).order_by("-number")
         .values_list("number", flat=True)
@@ -115,10 +125,14 @@ def policy_version(request: HttpRequest, console: Console, version_id: int) -> H
             "previous": previous,
             "diff": diff,
             "changed": _has_changes(diff),
-            "rules": _rule_views(version.rules, diff),
-            "removed": removed,
+            "diff_shown": diff_shown(diff),
+            "rules": rules,
+            "rule_page": page,
+            "rule_count": len(version.rules),
+            "removed": removed[:RULES_PER_PAGE],
+            "more_removed": max(0, len(removed) - RULES_PER_PAGE),
             "is_latest": latest_number == version.number,
-            "rules_json": _pretty(version.rules),
+            "rules_json": _pretty(version.rules) if json_loaded else None,
             "rollback_form": NoteForm(),
         },
     )

@@ -85,6 +85,37 @@ def test_events_are_filtered(api, world, events, params, tools):
     assert [e["tool"] for e in api.get("audit-events/", **params).json()["results"]] == tools
 
 
+@pytest.mark.parametrize("path", ["audit-events/", "audit-events/export/"])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("decision", "maybe"),
+        ("decision", "ALLOW"),
+        ("type", "../../etc"),
+        ("type", "Tool_Call"),
+    ],
+)
+def test_a_filter_value_no_event_can_have_is_refused_naming_it(api, events, path, field, value):
+    response = api.get(path, **{field: value})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    [error] = response.json()["errors"]
+    assert error["field"] == field
+    assert f'"{value}"' in error["message"]
+
+
+def test_every_decision_igris_records_and_any_event_type_can_be_filtered_on(api, acme, events):
+    from compliance.audit.writer import append_events
+    from governance.events import DECISIONS
+
+    append_events([tool_call(acme, decision="rate_limited", type="vendor:gateway.call-1")])
+    for decision in DECISIONS:
+        assert api.get("audit-events/", decision=decision).status_code == 200
+    [event] = api.get("audit-events/", type="vendor:gateway.call-1").json()["results"]
+    assert event["decision"] == "rate_limited"
+    assert api.get("audit-events/", type="session.killed_for_key").json()["results"] == []
+
+
 def test_the_ndjson_export_streams_one_event_per_line(api, events):
     response = api.get("audit-events/export/", format="ndjson", decision="allow")
     assert response.streaming

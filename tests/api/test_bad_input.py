@@ -157,6 +157,8 @@ def test_a_bad_cursor_or_page_size_is_refused(api, world, path):
         ("sessions/", {"state": "sleeping"}, "state"),
         ("sessions/", {"server": "files"}, "server"),
         ("anomalies/", {"status": "closed"}, "status"),
+        ("anomalies/", {"kind": "volcano"}, "kind"),
+        ("tools/", {"state": "melted"}, "state"),
         ("tools/", {"server": "123"}, "server"),
         ("audit-events/", {"since": "yesterday"}, "since"),
         ("audit-events/", {"key": "k1"}, "key"),
@@ -166,6 +168,17 @@ def test_a_bad_cursor_or_page_size_is_refused(api, world, path):
 def test_a_bad_filter_value_is_refused_naming_it(api, world, path, params, field):
     problem = assert_problem(api.get(path, **params), 400, "invalid")
     assert [e["field"] for e in problem["errors"]] == [field]
+    if field in ("state", "status", "kind", "format"):  # enums name the value they refuse
+        assert f'"{params[field]}"' in problem["errors"][0]["message"]
+
+
+def test_every_anomaly_kind_the_detectors_record_can_be_filtered_on(api, world):
+    from governance.models import AnomalyKind
+
+    for kind in AnomalyKind.values:
+        expected = [world.anomaly.id] if kind == world.anomaly.kind else []
+        results = api.get("anomalies/", kind=kind).json()["results"]
+        assert [a["id"] for a in results] == [str(a) for a in expected]
 
 
 def test_malformed_json_is_a_problem(api):

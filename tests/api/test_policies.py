@@ -35,6 +35,52 @@ def test_a_draft_with_bad_rules_is_refused_rule_by_rule_and_not_saved(api, world
     assert PolicyDraft.objects.get(org=world.server.org).rules == before
 
 
+def _many(count: int) -> list[dict]:
+    return [{"id": f"r{i}", "action": "allow", "match": {"tools": [f"t{i}"]}} for i in range(count)]
+
+
+def test_a_draft_over_the_rule_cap_is_refused_naming_the_cap(api, world, settings):
+    from governance.models import PendingEvent, PolicyDraft
+
+    cap = settings.IGRIS_POLICY_MAX_RULES
+    assert cap == 500  # the documented default
+    before = PolicyDraft.objects.get(org=world.server.org).rules
+    events = PendingEvent.objects.count()
+    response = api.put("policies/draft/", {"rules": _many(cap + 1)})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["code"] == "invalid"
+    [error] = problem["errors"]
+    assert error["field"] == "rules"
+    assert f"has {cap + 1} rules; a policy holds at most {cap}" in error["message"]
+    assert PolicyDraft.objects.get(org=world.server.org).rules == before
+    assert PendingEvent.objects.count() == events
+
+    assert api.put("policies/draft/", {"rules": _many(cap)}).status_code == 200
+    assert len(PolicyDraft.objects.get(org=world.server.org).rules) == cap
+
+
+def test_the_rule_cap_is_a_setting_that_publish_and_rollback_keep_to(api, world, settings):
+    from governance.models import PolicyVersion
+
+    assert api.put("policies/draft/", {"rules": _many(4)}).status_code == 200
+    settings.IGRIS_POLICY_MAX_RULES = 3
+    assert api.put("policies/draft/", {"rules": _many(4)}).status_code == 400
+    # A draft saved under a higher cap is not published, nor an old version republished.
+    refused = api.post("policies/publish/")
+    assert (refused.status_code, refused.json()["errors"][0]["field"]) == (400, "rules")
+    assert "at most 3" in refused.json()["errors"][0]["message"]
+    settings.IGRIS_POLICY_MAX_RULES = 4
+    assert api.post("policies/publish/").status_code == 201
+    assert api.put("policies/draft/", {"rules": _many(1)}).status_code == 200
+    assert api.post("policies/publish/").status_code == 201
+    settings.IGRIS_POLICY_MAX_RULES = 3
+    refused = api.post("policies/versions/2/rollback/")
+    assert refused.status_code == 400
+    assert PolicyVersion.objects.filter(org=world.server.org).count() == 3
+
+
 def test_a_draft_is_saved_published_and_listed(api, world):
     saved = api.put("policies/draft/", {"rules": RULES})
     assert saved.status_code == 200

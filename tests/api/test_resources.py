@@ -25,6 +25,25 @@ def test_it_shows_and_changes_the_organisations_settings(api, acme):
     assert (acme.default_posture, acme.redact_argument_keys) == ("allow", ["ssn"])
 
 
+def test_audit_retention_below_the_minimum_is_refused_naming_it(api, acme, settings):
+    for days in (1, 182, -5):
+        response = api.patch("organization/", {"audit_retention_days": days})
+        assert response.status_code == 400
+        assert response["Content-Type"] == "application/problem+json"
+        [error] = response.json()["errors"]
+        assert error["field"] == "audit_retention_days"
+        assert f"{days} is below the minimum of 183 days" in error["message"]
+        assert "EU AI Act" in error["message"]
+    acme.refresh_from_db()
+    assert acme.audit_retention_days == 400
+    assert api.patch("organization/", {"audit_retention_days": 183}).status_code == 200
+    settings.IGRIS_AUDIT_RETENTION_MIN_DAYS = 365
+    response = api.patch("organization/", {"audit_retention_days": 300})
+    assert "minimum of 365 days" in response.json()["errors"][0]["message"]
+    acme.refresh_from_db()
+    assert acme.audit_retention_days == 183
+
+
 def test_it_lists_members_with_string_ids_and_changes_a_role(api, acme, world):
     from governance.models import Membership
 

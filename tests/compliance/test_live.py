@@ -470,6 +470,17 @@ async def test_keys_are_checked_before_anything_is_sent(igris, acme, alice, read
     assert (post.status_code, post.headers["allow"]) == (405, "GET")
 
 
+def test_a_types_filter_naming_no_possible_event_type_is_refused_naming_it():
+    from compliance.live.request import Problem, parameters
+
+    with pytest.raises(Problem) as refused:
+        parameters({"query_string": b"types=anomaly,../../etc"}, {})
+    assert (refused.value.status, refused.value.code) == (400, "invalid")
+    assert '"../../etc"' in refused.value.detail
+    feed, _ = parameters({"query_string": b"types=tool_call,vendor:gateway.call-1"}, {})
+    assert feed.kinds == frozenset({"tool_call", "vendor:gateway.call-1"})
+
+
 # --- websocket ------------------------------------------------------------------------------------
 
 

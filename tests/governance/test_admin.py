@@ -52,3 +52,26 @@ def test_a_member_without_staff_rights_cannot_open_the_admin(client, alice):
     client.force_login(alice)
     answer = client.get("/admin/governance/organization/")
     assert answer.status_code == 302 and "/admin/login/" in answer["Location"]
+
+
+def test_the_admin_refuses_audit_retention_below_the_legal_minimum(rf, operator, acme):
+    from governance.models import Organization
+
+    request = rf.post("/")
+    request.user = operator
+    form_class = admin.site._registry[Organization].get_form(request, acme)
+    data = {
+        "name": acme.name,
+        "slug": acme.slug,
+        "default_posture": acme.default_posture,
+        "audit_retention_days": "30",
+        "redact_argument_keys": "[]",
+    }
+    form = form_class(data, instance=acme)
+    assert not form.is_valid()
+    assert form.errors["audit_retention_days"] == [
+        "30 is below the minimum of 183 days: the EU AI Act (Art. 19 and 26(6)) keeps the logs "
+        "of a high-risk AI system for at least six months."
+    ]
+    acme.refresh_from_db()
+    assert acme.audit_retention_days == 400

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -212,9 +213,27 @@ def test_bad_settings_are_shown_on_the_form_and_not_saved(client, alice, acme):
     body = _text(response)
     assert "This field is required." in body
     assert "Select a valid choice." in body
-    assert "greater than or equal to 1" in body
+    assert "0 is below the minimum of 183 days" in body
     acme.refresh_from_db()
     assert acme.name == "Acme"
+
+
+def test_audit_retention_below_the_legal_minimum_is_a_form_error(client, alice, acme):
+    login(client, alice)
+    page = _text(client.get(reverse("console:org_settings")))
+    assert re.search(r'name="audit_retention_days"[^>]*min="183"', page)
+    response = client.post(
+        reverse("console:org_settings"),
+        {"name": "Acme", "default_posture": "deny", "audit_retention_days": "1"},
+    )
+    assert response.status_code == 200
+    error = re.search(
+        r'id="id_audit_retention_days">\s*<p class="field-error" role="alert">([^<]*)</p>',
+        _text(response),
+    ).group(1)
+    assert error.startswith("1 is below the minimum of 183 days: the EU AI Act")
+    acme.refresh_from_db()
+    assert acme.audit_retention_days == 400
 
 
 def test_a_developer_reads_the_settings_but_cannot_change_them(client, bob, acme):

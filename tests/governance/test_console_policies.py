@@ -3,6 +3,7 @@ roles and tenant isolation."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -156,6 +157,75 @@ def test_a_draft_that_is_not_a_list_is_refused(client, alice, acme):
     assert response.status_code == 200
     assert "The list · <code>rules</code>" in _text(response)
     assert not PolicyDraft.objects.filter(org=acme).exists()
+
+
+def test_a_draft_over_the_rule_cap_is_refused_on_the_form_and_saves_nothing(
+    client, alice, acme, settings
+):
+    _save(acme, alice, RULES)
+    before = PendingEvent.objects.count()
+    cap = settings.IGRIS_POLICY_MAX_RULES
+    login(client, alice)
+    response = client.post(
+        reverse("console:policy_draft_save"), {"rules": json.dumps(_many(cap + 1))}
+    )
+    assert response.status_code == 200
+    errors = re.search(r'data-testid="rule-errors">(.*?)</ul>', _text(response), re.S).group(1)
+    assert "The list · <code>rules</code>" in errors
+    assert f"has {cap + 1} rules; a policy holds at most {cap}" in errors
+    assert PolicyDraft.objects.get(org=acme).rules == RULES
+    assert PendingEvent.objects.count() == before
+
+
+def _many(count: int) -> list[dict]:
+    """`count` rules shaped like RULES (ids made unique), as a long real policy would be."""
+    return [{**RULES[i % 4], "id": f"{RULES[i % 4]['id']}-{i}"} for i in range(count)]
+
+
+def test_a_policy_at_the_rule_cap_keeps_the_policies_page_small(client, alice, acme, settings):
+    cap = settings.IGRIS_POLICY_MAX_RULES
+    rules = _many(cap)
+    _publish(acme, alice, rules)
+    _save(acme, alice, rules[::-1])  # unpublished changes: every diff line at its longest
+    login(client, alice)
+    response = client.get(reverse("console:policies"))
+    body = _text(response)
+    # Measured with these rules: 508 KB when the page held every rule and the editor's JSON,
+    # 50 KB with one page of 50 rules and the editor loaded on request.
+    assert len(response.content) < 100_000
+    listed = re.search(r'data-testid="draft-rules">(.*?)</ol>', body, re.S).group(1)
+    assert listed.count("data-rule-id=") == 50
+    assert f"Rules 1\u201350 of {cap}" in body  # an en dash
+    assert 'data-testid="editor-collapsed"' in body and '<textarea name="rules"' not in body
+    assert "order changed" in body
+
+    last = _text(client.get(reverse("console:policies") + f"?rules={cap // 50}"))
+    listed = re.search(r'data-testid="draft-rules">(.*?)</ol>', last, re.S).group(1)
+    ids = re.findall(r'data-rule-id="([^"]+)"', listed)
+    assert ids == [r["id"] for r in rules[::-1][-50:]]
+    assert f'title="Position {cap}"' in listed
+
+    editor = _text(client.get(reverse("console:policies") + "?editor=all"))
+    text = re.search(r'<textarea name="rules"[^>]*>(.*?)</textarea>', editor, re.S).group(1)
+    assert json.loads(html.unescape(text)) == rules[::-1]
+
+
+def test_a_version_at_the_rule_cap_keeps_its_page_small(client, alice, acme, settings):
+    cap = settings.IGRIS_POLICY_MAX_RULES
+    _publish(acme, alice, _many(cap))
+    version = _publish(acme, alice, _many(cap)[::-1][: cap - 60])  # 60 removed, order changed
+    login(client, alice)
+    response = client.get(reverse("console:policy_version", args=[version.id]))
+    body = _text(response)
+    # Measured: 48 KB (every rule, the removed ones and the JSON made it over 500 KB).
+    assert len(response.content) < 100_000
+    listed = re.search(r'data-testid="version-rules">(.*?)</ol>', body, re.S).group(1)
+    assert listed.count("data-rule-id=") == 50
+    assert "and 10 more removed." in body
+    assert "and 50 more</dd>" in body  # the removed ids: 10 named
+    assert f"Show the {cap - 60} rules as JSON" in body
+    shown = _text(client.get(reverse("console:policy_version", args=[version.id]) + "?json=all"))
+    assert "&quot;id&quot;: &quot;allow-rest-499&quot;" in shown
 
 
 # --- publish, versions, rollback -----------------------------------------------------------------

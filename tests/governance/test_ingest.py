@@ -632,6 +632,29 @@ def test_invalid_items_are_rejected_one_by_one_and_the_valid_ones_stored(client,
     assert (event.tool, event.server_slug) == ("search", "docs")
 
 
+def test_an_item_s_decision_must_be_one_igris_records_itself(client, acme, source_for):
+    # The audit API's decision filter lists every value a stored event can hold.
+    source, secret = source_for("generic")
+    ts = "2025-06-01T10:00:00Z"
+    events = [
+        {"type": "tool_call", "ts": ts, "tool": "search", "decision": "deny"},
+        {"type": "tool_call", "ts": ts, "tool": "search", "decision": "maybe"},
+        {"type": "note\n", "ts": ts},
+    ]
+    answer = post(
+        client, "generic", json.dumps({"events": events}).encode(), source=source, secret=secret
+    )
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["accepted"] == [0]
+    reasons = {r["index"]: r["reason"] for r in body["rejected"]}
+    assert "'maybe'" in reasons[1] and "rate_limited" in reasons[1]
+    assert "type must be" in reasons[2]
+    drain_outbox()
+    [event] = stored(acme, "generic")
+    assert event.decision == "deny"
+
+
 def test_a_batch_without_a_valid_item_is_422_and_stores_nothing(client, source_for):
     source, secret = source_for("generic")
     body = json.dumps({"events": [{"type": "tool_call"}, {"ts": "nope"}]}).encode()

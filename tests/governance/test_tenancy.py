@@ -167,6 +167,29 @@ def test_settings_are_validated_and_audited(acme, alice, bob):
     assert _events(acme).count("org.updated") == 1
 
 
+def test_audit_retention_below_the_legal_minimum_is_refused(acme, alice, settings):
+    # EU AI Act Art. 19 and 26(6): at least six months; the minimum is a setting, 183 by default.
+    assert settings.IGRIS_AUDIT_RETENTION_MIN_DAYS == 183
+    for days in (1, 182, 0):
+        with pytest.raises(ServiceError, match="below the minimum of 183 days") as refused:
+            organization_update(org=acme, actor=alice, audit_retention_days=days)
+        assert refused.value.field == "audit_retention_days"
+    acme.refresh_from_db()
+    assert acme.audit_retention_days == 400
+    assert "org.updated" not in _events(acme)
+    organization_update(org=acme, actor=alice, audit_retention_days=183)
+    acme.refresh_from_db()
+    assert acme.audit_retention_days == 183
+
+
+def test_a_higher_minimum_applies_to_changes_and_to_new_organisations(acme, alice, settings):
+    settings.IGRIS_AUDIT_RETENTION_MIN_DAYS = 730
+    with pytest.raises(ServiceError, match="400 is below the minimum of 730 days"):
+        organization_update(org=acme, actor=alice, name="Acme Corp")
+    org = organization_create(name="Initech Labs", owner=alice)
+    assert org.audit_retention_days == 730
+
+
 def test_only_an_owner_can_delete_the_organisation(acme, alice, bob):
     with pytest.raises(PermissionDenied):
         organization_delete(org=acme, actor=bob)

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from governance.api.base import StrictSerializer
 from governance.api.serializers.common import ROLES, EmailOf, id_field
-from governance.models import Posture
+from governance.models import Posture, validate_retention_days
 
 
 class OrganizationSerializer(serializers.Serializer):
@@ -26,7 +26,13 @@ class OrganizationUpdateSerializer(StrictSerializer):
     default_posture = serializers.ChoiceField(Posture.choices, required=False)
     block_drifted_tools = serializers.BooleanField(required=False)
     auto_suspend_on_anomaly = serializers.BooleanField(required=False)
-    audit_retention_days = serializers.IntegerField(min_value=1, max_value=36500, required=False)
+    audit_retention_days = serializers.IntegerField(
+        max_value=36500,
+        required=False,
+        validators=[validate_retention_days],
+        help_text="Days audit events are kept: at least IGRIS_AUDIT_RETENTION_MIN_DAYS (183 by "
+        "default; EU AI Act Art. 19 and 26(6): six months).",
+    )
     redact_argument_keys = serializers.ListField(
         child=serializers.CharField(max_length=100), max_length=200, required=False
     )

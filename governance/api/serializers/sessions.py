@@ -9,7 +9,7 @@ from rest_framework import serializers
 from governance.api.base import StrictSerializer
 from governance.api.pagination import PageQuery
 from governance.api.serializers.common import EmailOf, id_field
-from governance.models import AnomalyStatus, SessionState
+from governance.models import AnomalyKind, AnomalyStatus, SessionState
 
 
 class SessionSerializer(serializers.Serializer):
@@ -79,7 +79,7 @@ class AnomalySerializer(serializers.Serializer):
 
 class AnomalyFilters(PageQuery):
     status = serializers.ChoiceField(AnomalyStatus.choices, required=False)
-    kind = serializers.CharField(max_length=40, required=False)
+    kind = serializers.ChoiceField(AnomalyKind.choices, required=False)
 
 
 class ResolveSerializer(StrictSerializer):
