@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('governance', '0004_killswitch'),
+        ("governance", "0005_agentsession_slot"),
     ]
 
     operations = [
