@@ -3,6 +3,7 @@ roles and tenant isolation."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 
@@ -247,8 +248,60 @@ def test_rolling_back_publishes_version_3_with_the_rules_of_version_1(client, al
     assert PolicyDraft.objects.get(org=acme).rules == RULES[:1]
     assert _events(acme, "policy.published")[-1]["data"]["rolled_back_from"] == 1
     body = _text(client.get(reverse("console:policies")))
-    assert "rolled back from v1" in body
+    assert "Rolled back to v1 (from v2)" in body
     assert "Published version 3 with the rules of version 1" in body
+
+
+def _note_cell(body: str, number: int) -> str:
+    """The text of the versions table's Note column for version `number`."""
+    row = re.search(rf'<tr data-version="{number}">(.*?)</tr>', body, re.S).group(1)
+    note = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[2]
+    return " ".join(re.sub(r"<[^>]+>", " ", note).split())
+
+
+def test_a_rollback_says_once_which_version_it_went_back_to_and_from_which(client, alice, acme):
+    v1 = _publish(acme, alice, RULES[:1], note="first")
+    _publish(acme, alice, RULES[:2])
+    _publish(acme, alice, RULES)
+    login(client, alice)
+    client.post(reverse("console:policy_rollback", args=[v1.id]), {})
+    client.post(reverse("console:policy_rollback", args=[v1.id]), {"note": "v3 blocked the job"})
+
+    v4, v5 = PolicyVersion.objects.filter(org=acme, number__in=[4, 5]).order_by("number")
+    assert (v4.note, v4.rolled_back_from) == ("", 1)
+    assert (v5.note, v5.rolled_back_from) == ("v3 blocked the job", 1)
+    versions = _text(client.get(reverse("console:policy_versions")))
+    assert _note_cell(versions, 4) == "Rolled back to v1 (from v3)"
+    assert _note_cell(versions, 5) == "Rolled back to v1 (from v4) v3 blocked the job"
+    assert _note_cell(versions, 2) == "—"
+    assert _note_cell(versions, 1) == "first"
+    page = _text(client.get(reverse("console:policy_version", args=[v4.id])))
+    assert page.count("Rolled back to v1 (from v3)") == 1
+    assert "rolled back from" not in page.lower() and "rollback to" not in page.lower()
+
+
+def test_the_note_rollbacks_wrote_for_themselves_is_blanked_and_operators_notes_kept(alice, acme):
+    from django.apps import apps
+
+    migration = importlib.import_module("governance.migrations.0005_policyversion_rollback_note")
+    _publish(acme, alice, RULES, note="first")
+    old = [
+        PolicyVersion.objects.create(
+            org=acme, number=n, rules=RULES, posture="deny", note=note, rolled_back_from=back
+        )
+        for n, note, back in [
+            (2, "rollback to v1", 1),
+            (3, "rollback to v1 because v2 broke the job", 1),
+            (4, "rollback to v2", None),
+        ]
+    ]
+    migration.blank_generated_rollback_notes(apps, None)
+    assert [PolicyVersion.objects.get(pk=version.pk).note for version in old] == [
+        "",
+        "rollback to v1 because v2 broke the job",
+        "rollback to v2",
+    ]
+    assert PolicyVersion.objects.get(org=acme, number=1).note == "first"
 
 
 # --- dry run -------------------------------------------------------------------------------------
