@@ -77,7 +77,9 @@ PAGES: dict[str, Callable[[SimpleNamespace], str]] = {
     "policies": lambda d: reverse("console:policies"),
     "policy_dry_run": lambda d: f"{reverse('console:policy_dry_run')}?{DRY_RUN_QUERY}",
     "policy_versions": lambda d: reverse("console:policy_versions"),
-    "policy_version": lambda d: reverse("console:policy_version", args=[d.rollback.id]),
+    "policy_version": lambda d: reverse(
+        "console:policy_version", args=[d.org.slug, d.rollback.number]
+    ),
     "sessions": lambda d: reverse("console:sessions"),
     "session_detail": lambda d: reverse("console:session_detail", args=[d.session.id]),
     "anomalies": lambda d: reverse("console:anomalies"),
