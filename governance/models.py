@@ -332,6 +332,18 @@ class PolicyVersion(models.Model):
     def __str__(self) -> str:
         return f"{self.org} policy v{self.number}"
 
+    @property
+    def rollback_summary(self) -> str:
+        """What a rollback did, e.g. "Rolled back to v1 (from v3)"; empty for a plain publish.
+
+        `rolled_back_from` holds the version whose rules were copied, the one rolled back *to*.
+        Versions are numbered without gaps per organisation (services.policies._new_version
+        takes the next number under a lock, and none is ever deleted on its own), so the version
+        enforced until this one was published is the one numbered just before it."""
+        if self.rolled_back_from is None:
+            return ""
+        return f"Rolled back to v{self.rolled_back_from} (from v{self.number - 1})"
+
 
 class ToolState(models.TextChoices):
     APPROVED = "approved", "Approved"

@@ -65,13 +65,16 @@ urlpatterns = [
     path("policies/publish/", policy_views.policy_publish, name="policy_publish"),
     path("policies/dry-run/", policy_views.policy_dry_run, name="policy_dry_run"),
     path("policies/versions/", policy_views.policy_versions, name="policy_versions"),
+    # A version is addressed by its policy and its number, as people speak of it (/policies/acme/
+    # versions/2/ is acme's v2), never by a database id. An organisation has one policy, named by
+    # the organisation's slug.
     path(
-        "policies/versions/<int:version_id>/",
+        "policies/<slug:org_slug>/versions/<int:number>/",
         policy_views.policy_version,
         name="policy_version",
     ),
     path(
-        "policies/versions/<int:version_id>/rollback/",
+        "policies/<slug:org_slug>/versions/<int:number>/rollback/",
         policy_views.policy_rollback,
         name="policy_rollback",
     ),

@@ -155,9 +155,9 @@ def policy_rollback(
     old = PolicyVersion.objects.filter(org=org, number=number).first()
     if old is None:
         raise ServiceError(f"There is no version {number} to roll back to.", code="not_found")
-    version = _new_version(
-        org, actor, _validated(old.rules), note or f"rollback to v{number}", number
-    )
+    # The note is the operator's own words only: the rollback itself is recorded in
+    # rolled_back_from, and the console says it once (PolicyVersion.rollback_summary).
+    version = _new_version(org, actor, _validated(old.rules), note, number)
     PolicyDraft.objects.update_or_create(
         org=org,
         defaults={

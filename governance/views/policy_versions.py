@@ -53,12 +53,16 @@ def _versions(console: Console) -> QuerySet[PolicyVersion]:
     )
 
 
-def _version_get(console: Console, version_id: int) -> PolicyVersion:
-    version = (
-        PolicyVersion.objects.filter(org=console.org, pk=version_id)
-        .select_related("published_by")
-        .first()
-    )
+def _version_get(console: Console, org_slug: str, number: int) -> PolicyVersion:
+    """Version `number` of the current organisation's policy. Another organisation's policy, even
+    one the user also belongs to, is as absent here as a version that does not exist."""
+    version = None
+    if org_slug == console.org.slug:
+        version = (
+            PolicyVersion.objects.filter(org=console.org, number=number)
+            .select_related("published_by")
+            .first()
+        )
     if version is None:
         raise Http404("no such policy version in this organisation")
     return version
@@ -94,8 +98,10 @@ def policy_versions(request: HttpRequest, console: Console) -> HttpResponse:
 
 
 @org_required(Action.POLICIES_VIEW)
-def policy_version(request: HttpRequest, console: Console, version_id: int) -> HttpResponse:
-    version = _version_get(console, version_id)
+def policy_version(
+    request: HttpRequest, console: Console, org_slug: str, number: int
+) -> HttpResponse:
+    version = _version_get(console, org_slug, number)
     previous = (
         PolicyVersion.objects.filter(org=console.org, number__lt=version.number)
         .order_by("-number")
@@ -140,12 +146,14 @@ def policy_version(request: HttpRequest, console: Console, version_id: int) -> H
 
 @require_POST
 @org_required(Action.POLICIES_MANAGE)
-def policy_rollback(request: HttpRequest, console: Console, version_id: int) -> HttpResponse:
-    version = _version_get(console, version_id)
+def policy_rollback(
+    request: HttpRequest, console: Console, org_slug: str, number: int
+) -> HttpResponse:
+    version = _version_get(console, org_slug, number)
     form = NoteForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Keep the note under 300 characters.")
-        return redirect("console:policy_version", version_id=version.pk)
+        return redirect("console:policy_version", org_slug=console.org.slug, number=version.number)
     note = form.cleaned_data["note"]
     try:
         new = services.policy_rollback(
@@ -153,7 +161,7 @@ def policy_rollback(request: HttpRequest, console: Console, version_id: int) -> 
         )
     except services.ServiceError as exc:
         messages.error(request, exc.message)
-        return redirect("console:policy_version", version_id=version.pk)
+        return redirect("console:policy_version", org_slug=console.org.slug, number=version.number)
     messages.success(
         request,
         f"Published version {new.number} with the rules of version {version.number}; "

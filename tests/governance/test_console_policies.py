@@ -4,6 +4,7 @@ roles and tenant isolation."""
 from __future__ import annotations
 
 import html
+import importlib
 import json
 import re
 
@@ -279,7 +280,7 @@ def test_the_version_page_shows_its_rules_and_the_diff_against_the_previous_one(
     changed = [dict(RULES[1], message="Never on prod"), RULES[0], RULES[3]]
     v2 = _publish(acme, alice, changed, note="tighten")
     login(client, alice)
-    response = client.get(reverse("console:policy_version", args=[v2.id]))
+    response = client.get(reverse("console:policy_version", args=[acme.slug, v2.number]))
     assert response.status_code == 200
     body = _text(response)
     diff = re.search(r'data-testid="version-diff">(.*?)</section>', body, re.S).group(1)
@@ -297,9 +298,38 @@ def test_the_version_page_shows_its_rules_and_the_diff_against_the_previous_one(
     # The live version offers no rollback to itself; the first one does.
     assert "Roll back to v2" not in body
     v1 = PolicyVersion.objects.get(org=acme, number=1)
-    first = _text(client.get(reverse("console:policy_version", args=[v1.id])))
+    first = _text(client.get(reverse("console:policy_version", args=[acme.slug, v1.number])))
     assert "First version: every rule is new" in first
     assert "Roll back to v1" in first
+
+
+def test_a_version_is_addressed_by_its_policy_and_number_never_by_a_database_id(
+    client, alice, acme, charlie, globex
+):
+    # globex publishes first, so acme's versions have ids that are not their numbers.
+    for _ in range(2):
+        _publish(globex, charlie, [{"id": "globex-only", "action": "allow"}])
+    v1 = _publish(acme, alice, RULES[:1])
+    v2 = _publish(acme, alice, RULES)
+    assert (v1.pk, v2.pk) != (1, 2)
+    assert reverse("console:policy_version", args=[acme.slug, 2]) == "/policies/acme/versions/2/"
+    login(client, alice)
+
+    for page in ("console:policies", "console:policy_versions"):
+        body = _text(client.get(reverse(page)))
+        assert 'href="/policies/acme/versions/2/"' in body, page
+        assert f"/versions/{v2.pk}/" not in body, page
+    body = _text(client.get("/policies/acme/versions/2/"))
+    assert "<h1>Version 2" in body
+    first = _text(client.get("/policies/acme/versions/1/"))
+    assert 'action="/policies/acme/versions/1/rollback/"' in first
+    assert client.get("/policies/acme/versions/3/").status_code == 404
+    assert client.get(f"/policies/versions/{v2.pk}/").status_code == 404
+
+    # A refused rollback returns to the version's own address.
+    response = client.post("/policies/acme/versions/1/rollback/", {"note": "x" * 301})
+    assert (response.status_code, response["Location"]) == (302, "/policies/acme/versions/1/")
+    assert PolicyVersion.objects.filter(org=acme).count() == 2
 
 
 def test_rolling_back_publishes_version_3_with_the_rules_of_version_1(client, alice, acme):
@@ -307,7 +337,8 @@ def test_rolling_back_publishes_version_3_with_the_rules_of_version_1(client, al
     _publish(acme, alice, RULES)
     login(client, alice)
     response = client.post(
-        reverse("console:policy_rollback", args=[v1.id]), {"note": "v2 blocked the nightly job"}
+        reverse("console:policy_rollback", args=[acme.slug, v1.number]),
+        {"note": "v2 blocked the nightly job"},
     )
     assert response.status_code == 302
     v3 = PolicyVersion.objects.get(org=acme, number=3)
@@ -317,8 +348,63 @@ def test_rolling_back_publishes_version_3_with_the_rules_of_version_1(client, al
     assert PolicyDraft.objects.get(org=acme).rules == RULES[:1]
     assert _events(acme, "policy.published")[-1]["data"]["rolled_back_from"] == 1
     body = _text(client.get(reverse("console:policies")))
-    assert "rolled back from v1" in body
+    assert "Rolled back to v1 (from v2)" in body
     assert "Published version 3 with the rules of version 1" in body
+
+
+def _note_cell(body: str, number: int) -> str:
+    """The text of the versions table's Note column for version `number`."""
+    row = re.search(rf'<tr data-version="{number}">(.*?)</tr>', body, re.S).group(1)
+    note = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[2]
+    return " ".join(re.sub(r"<[^>]+>", " ", note).split())
+
+
+def test_a_rollback_says_once_which_version_it_went_back_to_and_from_which(client, alice, acme):
+    v1 = _publish(acme, alice, RULES[:1], note="first")
+    _publish(acme, alice, RULES[:2])
+    _publish(acme, alice, RULES)
+    login(client, alice)
+    client.post(reverse("console:policy_rollback", args=[acme.slug, v1.number]), {})
+    client.post(
+        reverse("console:policy_rollback", args=[acme.slug, v1.number]),
+        {"note": "v3 blocked the job"},
+    )
+
+    v4, v5 = PolicyVersion.objects.filter(org=acme, number__in=[4, 5]).order_by("number")
+    assert (v4.note, v4.rolled_back_from) == ("", 1)
+    assert (v5.note, v5.rolled_back_from) == ("v3 blocked the job", 1)
+    versions = _text(client.get(reverse("console:policy_versions")))
+    assert _note_cell(versions, 4) == "Rolled back to v1 (from v3)"
+    assert _note_cell(versions, 5) == "Rolled back to v1 (from v4) v3 blocked the job"
+    assert _note_cell(versions, 2) == "—"
+    assert _note_cell(versions, 1) == "first"
+    page = _text(client.get(reverse("console:policy_version", args=[acme.slug, v4.number])))
+    assert page.count("Rolled back to v1 (from v3)") == 1
+    assert "rolled back from" not in page.lower() and "rollback to" not in page.lower()
+
+
+def test_the_note_rollbacks_wrote_for_themselves_is_blanked_and_operators_notes_kept(alice, acme):
+    from django.apps import apps
+
+    migration = importlib.import_module("governance.migrations.0007_policyversion_rollback_note")
+    _publish(acme, alice, RULES, note="first")
+    old = [
+        PolicyVersion.objects.create(
+            org=acme, number=n, rules=RULES, posture="deny", note=note, rolled_back_from=back
+        )
+        for n, note, back in [
+            (2, "rollback to v1", 1),
+            (3, "rollback to v1 because v2 broke the job", 1),
+            (4, "rollback to v2", None),
+        ]
+    ]
+    migration.blank_generated_rollback_notes(apps, None)
+    assert [PolicyVersion.objects.get(pk=version.pk).note for version in old] == [
+        "",
+        "rollback to v1 because v2 broke the job",
+        "rollback to v2",
+    ]
+    assert PolicyVersion.objects.get(org=acme, number=1).note == "first"
 
 
 # --- dry run -------------------------------------------------------------------------------------
@@ -406,7 +492,7 @@ def test_bob_the_developer_can_edit_publish_and_roll_back(client, bob, acme):
     client.post(reverse("console:policy_draft_save"), {"rules": "[]"})
     client.post(reverse("console:policy_publish"), {})
     v1 = PolicyVersion.objects.get(org=acme, number=1)
-    client.post(reverse("console:policy_rollback", args=[v1.id]), {})
+    client.post(reverse("console:policy_rollback", args=[acme.slug, v1.number]), {})
     assert list(
         PolicyVersion.objects.filter(org=acme).order_by("number").values_list("number", flat=True)
     ) == [1, 2, 3]
@@ -421,14 +507,17 @@ def test_an_auditor_can_view_policies_but_every_change_is_refused(client, alice,
     body = _text(response)
     assert 'data-rule-id="no-prod-deletes"' in body
     assert "Save draft" not in body and "Publish as" not in body and "Roll back" not in body
-    assert client.get(reverse("console:policy_version", args=[v1.id])).status_code == 200
+    assert (
+        client.get(reverse("console:policy_version", args=[acme.slug, v1.number])).status_code
+        == 200
+    )
     assert _dry_run(client, name="delete_x").status_code == 200
 
     before = PendingEvent.objects.count()
     for url, data in [
         (reverse("console:policy_draft_save"), {"rules": "[]"}),
         (reverse("console:policy_publish"), {"note": "x"}),
-        (reverse("console:policy_rollback", args=[v1.id]), {}),
+        (reverse("console:policy_rollback", args=[acme.slug, v1.number]), {}),
     ]:
         response = client.post(url, data)
         assert response.status_code == 403, url
@@ -447,9 +536,16 @@ def test_charlie_never_sees_acme_drafts_or_versions(client, alice, acme, charlie
     for rule in RULES:
         assert rule["id"] not in body
     assert "acme secret note" not in body
-    assert client.get(reverse("console:policy_version", args=[acme_v1.id])).status_code == 404
-    response = client.post(reverse("console:policy_rollback", args=[acme_v1.id]), {})
+    assert (
+        client.get(reverse("console:policy_version", args=[acme.slug, acme_v1.number])).status_code
+        == 404
+    )
+    response = client.post(reverse("console:policy_rollback", args=[acme.slug, acme_v1.number]), {})
     assert response.status_code == 404
+    # globex has a version 1 too: the policy in the address decides whose it is.
+    own = client.get(reverse("console:policy_version", args=[globex.slug, 1]))
+    assert own.status_code == 200
+    assert 'data-rule-id="globex-only"' in _text(own) and "acme secret note" not in _text(own)
     assert PolicyVersion.objects.filter(org=acme).count() == 1
     versions = _text(client.get(reverse("console:policy_versions")))
     assert "acme secret note" not in versions and 'data-version="1"' in versions
