@@ -478,7 +478,8 @@ def test_a_types_filter_naming_no_possible_event_type_is_refused_naming_it():
     assert (refused.value.status, refused.value.code) == (400, "invalid")
     assert '"../../etc"' in refused.value.detail
     feed, _ = parameters({"query_string": b"types=tool_call,vendor:gateway.call-1"}, {})
-    assert feed.kinds == frozenset({"tool_call", "vendor:gateway.call-1"})
+    # tool_call names every proxied call: tools/call and the other methods (mcp_request).
+    assert feed.kinds == frozenset({"tool_call", "mcp_request", "vendor:gateway.call-1"})
 
 
 # --- websocket ------------------------------------------------------------------------------------
