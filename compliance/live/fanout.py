@@ -160,3 +160,13 @@ def get_hub() -> LiveHub:
     if hub is None:
         hub = _hubs[loop] = LiveHub()
     return hub
+
+
+def open_feeds(org_id: str) -> int:
+    """How many connections of this process follow `org_id`, over every loop's hub (a
+    connection that left must not keep the subscription; tests check it)."""
+    return sum(
+        len(channel.feeds)
+        for hub in list(_hubs.values())
+        if (channel := hub.channels.get(org_id)) is not None
+    )
