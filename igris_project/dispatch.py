@@ -11,15 +11,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.routing import ProtocolTypeRouter
 from django.conf import settings
 from django.db import connection
 
 log = logging.getLogger("igris.asgi")
-
-# The live feed (compliance/live/): plain ASGI before Django, like the proxy.
-LIVE_PATHS = frozenset({"/api/v1/events", "/api/v1/events/"})
-WEBSOCKET_LIVE_PATHS = frozenset({"/ws/events", "/ws/events/"})
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -79,21 +74,21 @@ async def send_json(
 
 
 class Dispatcher:
-    """Routes by path; owns one proxy per event loop.
+    """Routes the hot paths by path and hands the rest to Channels' router; owns one proxy per
+    event loop.
 
     The proxy's clients (the pooled upstream session, the hot state) and its background tasks
     belong to the loop that runs them. A production process serves from one loop, so it has one
     proxy; a process that serves from several (test servers in threads beside the test's own
     loop) gets one per loop instead of sharing loop-bound clients between them."""
 
-    def __init__(self, django_app: Any) -> None:
-        self.django_app = django_app
+    def __init__(self, router: Any) -> None:
+        self.router = router  # Channels' ProtocolTypeRouter: the live feed's consumers, Django
         self._proxies: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )
         # The last loop served and its proxy: one identity check per request on the hot path.
         self._last: tuple[asyncio.AbstractEventLoop | None, Any] = (None, None)
-        self._channels: Any = None
         self._background: dict[asyncio.AbstractEventLoop, list[asyncio.Task[Any]]] = {}
 
     @property
@@ -115,12 +110,6 @@ class Dispatcher:
         """Every live proxy of this process, one per loop that served it (tests inspect them)."""
         return [proxy for loop, proxy in self._proxies.items() if not loop.is_closed()]
 
-    @property
-    def channels(self) -> Any:
-        if self._channels is None:
-            self._channels = ProtocolTypeRouter({"http": self.django_app})
-        return self._channels
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
@@ -140,17 +129,7 @@ class Dispatcher:
                 status, body = await health_report()
                 await send_json(send, status, body)
                 return
-            if path in LIVE_PATHS:
-                from compliance.live import sse_application
-
-                await sse_application(scope, receive, send)
-                return
-        elif kind == "websocket" and scope["path"] in WEBSOCKET_LIVE_PATHS:
-            from compliance.live import websocket_application as live_websocket
-
-            await live_websocket(scope, receive, send)
-            return
-        await self.channels(scope, receive, send)
+        await self.router(scope, receive, send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

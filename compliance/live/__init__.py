@@ -5,9 +5,11 @@ channel `live:<org_id>` after commit, and a reconnecting client's missed events 
 audit table itself, so the feed shows exactly what the hash chain holds, in `seq` order, scoped to
 the caller's organisation.
 
-Both are plain ASGI callables (like proxy/app.py), not Channels consumers: neither needs Django's
-request cycle, a channel layer or Channels' consumer dispatch, and sharing one driver
-(`LiveStream`) keeps the SSE and websocket semantics identical.
+Both are Channels consumers, routed by Channels' `URLRouter` (`routing`), without Django's
+request cycle and without a channel layer: the events reach them through one hot-state
+subscription per organisation per process (`fanout`), which bench/live_fanout.py measured
+against a channels-redis group. Sharing one driver (`LiveStream`) keeps the SSE and websocket
+semantics identical.
 
 The modules, bottom up:
 
@@ -17,12 +19,12 @@ The modules, bottom up:
   buffers, and what a slow consumer gets;
 - `stream`: replay then live for one connection, without gap or duplicate;
 - `request`: parameters, authentication and the problem answers;
-- `asgi`: the SSE and websocket applications.
+- `consumers`: the SSE and websocket consumers;
+- `routing`: their routes.
 """
 
 from __future__ import annotations
 
-from compliance.live.asgi import sse_application, websocket_application
 from compliance.live.clock import SendClock
 
-__all__ = ["SendClock", "sse_application", "websocket_application"]
+__all__ = ["SendClock"]

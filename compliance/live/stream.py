@@ -12,18 +12,15 @@ event is committed. A live buffer that overflows while the table is being read i
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from django.conf import settings
 
-from compliance.live.clock import Receive, SendClock
+from compliance.live.clock import SendClock
 from compliance.live.events import FeedFilter, LiveEvent, head_seq, stored_events
 from compliance.live.fanout import Feed, get_hub
-
-log = logging.getLogger("igris.live")
 
 # Defaults of the IGRIS_LIVE_* settings (read per connection, so tests can shorten them).
 HEARTBEAT_S = 15.0
@@ -171,25 +168,3 @@ class LiveStream:
                 await self.sink.events(out)
             if feed.dropped:
                 await self._catch_up(await head_seq(self.org_id))
-
-
-async def serve(run: Awaitable[None], receive: Receive, disconnect: str) -> bool:
-    """Run the stream until it ends or the client leaves; True if it ended by itself."""
-    stream = asyncio.ensure_future(run)
-
-    async def watch() -> None:
-        while (await receive())["type"] != disconnect:
-            pass
-
-    watcher = asyncio.ensure_future(watch())
-    try:
-        await asyncio.wait({stream, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        by_itself = stream.done() and not watcher.done()
-    finally:
-        for task in (stream, watcher):
-            task.cancel()
-        results = await asyncio.gather(stream, watcher, return_exceptions=True)
-    error = results[0]
-    if isinstance(error, Exception) and not isinstance(error, TimeoutError | OSError):
-        log.error("live feed stream failed", exc_info=error)
-    return by_itself

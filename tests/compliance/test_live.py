@@ -470,6 +470,52 @@ async def test_keys_are_checked_before_anything_is_sent(igris, acme, alice, read
     assert (post.status_code, post.headers["allow"]) == (405, "GET")
 
 
+async def _until(condition, what: str, timeout: float = 15.0) -> None:
+    """Wait for `condition()`; fail only if it never holds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"never happened: {what}") from None
+
+
+async def test_a_client_that_leaves_frees_its_place_in_the_fan_out(igris, acme, read_key):
+    """The consumers run the stream in a task of their own: a client's disconnect must end it,
+    or the connection would hold the organisation's subscription until a send failed."""
+    from compliance.live.fanout import open_feeds
+
+    org = str(acme.id)
+    auth = {"Authorization": f"Bearer {read_key}"}
+    async with (
+        sse(igris, read_key) as stream,
+        ws_connect(ws_url(igris), additional_headers=auth, proxy=None),
+    ):
+        await connected(stream)
+        await _until(lambda: open_feeds(org) == 2, "both connections followed")
+    await _until(lambda: open_feeds(org) == 0, "both connections left the hub")
+    assert open_feeds(org) == 0
+
+
+def test_channels_routes_the_feed_to_its_consumers_and_the_rest_to_django():
+    from compliance.live.consumers import EventSocketConsumer, EventStreamConsumer
+    from igris_project.asgi import django_asgi, router
+
+    def target(protocol: str, path: str):
+        for route in router.application_mapping[protocol].routes:
+            if route.pattern.match(path):
+                return getattr(route.callback, "consumer_class", route.callback)
+        return None
+
+    assert target("http", "api/v1/events") is EventStreamConsumer
+    assert target("http", "api/v1/events/") is EventStreamConsumer
+    assert target("http", "api/v1/events/extra") is django_asgi
+    assert target("http", "api/v1/audit-events/") is django_asgi
+    assert target("websocket", "ws/events") is EventSocketConsumer
+    assert target("websocket", "ws/events/") is EventSocketConsumer
+    assert target("websocket", "ws/other") is None
+
+
 def test_a_types_filter_naming_no_possible_event_type_is_refused_naming_it():
     from compliance.live.request import Problem, parameters
 
