@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import expect
 
 from governance import services
-from governance.demo.upstream import build_demo_app
 from governance.models import AgentSession, Anomaly, PolicyVersion
+from igris_project.demo.upstream import build_demo_app
 from tests.conftest import PASSWORD
 from tests.support import serving
 

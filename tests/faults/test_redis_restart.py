@@ -29,8 +29,8 @@ from django.db import connections
 from compliance.audit.verify import verify_chain
 from compliance.models import AuditEvent
 from governance import runtime_flags as flags
-from governance.demo.upstream import build_demo_app
 from governance.hotstate import HotStateUnavailable, RedisHotState
+from igris_project.demo.upstream import build_demo_app
 from proxy import jsonrpc
 from tests.conftest import free_port
 from tests.proxy.test_kill_switch import _post_call

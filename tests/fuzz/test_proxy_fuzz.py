@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import governance.hotstate
 from governance import keys
-from governance.demo.upstream import build_demo_app
+from igris_project.demo.upstream import build_demo_app
 from proxy.app import ProxyApp
 from tests.fuzz.profiles import scaled
 from tests.fuzz.test_jsonrpc_fuzz import bodies, messages

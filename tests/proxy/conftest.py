@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from governance.demo.upstream import build_demo_app
+from igris_project.demo.upstream import build_demo_app
 from tests.support import serving
 
 

@@ -320,9 +320,9 @@ async def test_a_denied_destructive_call_is_reported_as_attempted_and_denied(
 async def test_a_tool_whose_description_changed_is_blocked_until_approved(
     acme, alice, acme_key, transactional_db, igris_url
 ):
-    from governance.demo.upstream import build_demo_app
     from governance.models import Anomaly, Tool
     from governance.services import server_create, tool_approve
+    from igris_project.demo.upstream import build_demo_app
     from tests.support import serving
 
     await _publish(acme, alice, [], posture="allow")

@@ -10,8 +10,8 @@ from asgiref.sync import sync_to_async
 
 import governance.hotstate
 from governance import keys
-from governance.demo.upstream import build_demo_app
 from governance.events import AUDIT_STREAM
+from igris_project.demo.upstream import build_demo_app
 from igris_project.logs import JsonFormatter
 from proxy.app import ProxyApp
 from tests.conftest import login

@@ -17,7 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
 
-from governance.demo.upstream import (
+from igris_project.demo.upstream import (
     ECHO_DESCRIPTION,
     ECHO_DRIFTED_DESCRIPTION,
     README_URI,

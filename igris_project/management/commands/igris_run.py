@@ -107,7 +107,7 @@ class Command(BaseCommand):
                 )
                 upstream_log.close()  # the child holds its own descriptor
                 _wait_for_port("127.0.0.1", upstream_port, timeout_s=30, proc=upstream)
-                from governance.demo.seed import seed_demo
+                from igris_project.demo.seed import seed_demo
 
                 info = seed_demo(
                     base_url=base_url,

@@ -28,8 +28,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from governance.management.commands.igris_run import Command as EmbeddedCommand
-from governance.management.commands.igris_run import (
+from igris_project.management.commands.igris_run import Command as EmbeddedCommand
+from igris_project.management.commands.igris_run import (
     _wait_for_port,
     adopt_public_url,
     upstream_log_path,
@@ -205,7 +205,7 @@ class Command(BaseCommand):
         return argv
 
     def _seed(self, opts: dict[str, Any], base_url: str) -> None:
-        from governance.demo.seed import seed_demo
+        from igris_project.demo.seed import seed_demo
 
         info = seed_demo(
             base_url=base_url,

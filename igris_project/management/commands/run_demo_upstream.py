@@ -1,4 +1,4 @@
-"""Serve the demo upstream MCP server (governance/demo/upstream.py) over Streamable HTTP."""
+"""Serve the demo upstream MCP server (igris_project/demo/upstream.py) over Streamable HTTP."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from governance.demo.upstream import MCP_PATH, serve
+from igris_project.demo.upstream import MCP_PATH, serve
 
 
 class Command(BaseCommand):

@@ -1,4 +1,4 @@
-"""The demo organisation that `make run` seeds (governance/demo/seed.py)."""
+"""The demo organisation that `make run` seeds (igris_project/demo/seed.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from governance.demo.seed import seed_demo
 from governance.keys import KeyError_, verify_key_sync
+from igris_project.demo.seed import seed_demo
 
 UPSTREAM = "http://127.0.0.1:9/mcp"
 
@@ -148,8 +148,8 @@ def test_a_restart_keeps_the_policy_the_user_published(tmp_path):
 def test_the_banner_names_the_admin_the_policy_and_the_upstream_log(tmp_path, settings):
     from io import StringIO
 
-    from governance.demo.seed import DemoInfo
-    from governance.management.commands.igris_run import Command
+    from igris_project.demo.seed import DemoInfo
+    from igris_project.management.commands.igris_run import Command
 
     settings.VAR_DIR = tmp_path
     info = DemoInfo(
