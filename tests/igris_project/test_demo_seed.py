@@ -74,11 +74,14 @@ def test_a_restart_keeps_the_demo_key_and_login_that_still_work(tmp_path):
 def _decide(version, tool: str):
     from datetime import UTC, datetime
 
-    from governance.policy.engine import CallContext, compile_rules
-    from governance.policy.rules import validate_rules
+    from governance.policy import PolicySnapshot
+    from governance.policy.context import CallContext
 
-    compiled = compile_rules(
-        validate_rules(version.rules), posture=version.posture, version=version.number
+    compiled = PolicySnapshot.from_documents(
+        org_id=str(version.org_id),
+        version=version.number,
+        posture=version.posture,
+        documents=version.rules,
     )
     call = CallContext(
         org_id=str(version.org_id),
