@@ -405,7 +405,7 @@ class AgentSession(models.Model):
     client_name = models.CharField(max_length=200, blank=True)
     client_version = models.CharField(max_length=100, blank=True)
     # 2026-07-28 era: the agent slot (key or user, server, client) this session is a generation
-    # of; a kill moves the slot to its next generation (governance.runtime_flags).
+    # of; a kill moves the slot to its next generation (governance.runtime.flags).
     slot = models.CharField(max_length=64, blank=True, db_index=True)
     generation = models.PositiveIntegerField(default=0)
     state = models.CharField(

@@ -12,9 +12,9 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 
-from governance import runtime_flags as flags
 from governance.models import ApiKey, Invitation, McpServer, Membership, Organization, User
-from governance.runtime_flags import Circuit
+from governance.runtime import flags
+from governance.runtime.flags import Circuit
 
 log = logging.getLogger("igris.governance")
 
@@ -93,7 +93,7 @@ def server_circuits(*, server_ids: Iterable[Any]) -> dict[str, Circuit]:
     """The circuit breaker of each server as the proxies last published it, in one hot-state
     read. An open circuit whose cool-down is over shows as half-open: its next call is the
     trial. State "unknown" when the hot state cannot be read."""
-    from governance.hotstate.sync import read_flags_sync
+    from governance.runtime.hotstate.sync import read_flags_sync
 
     ids = [str(server_id) for server_id in server_ids]
     try:

@@ -13,8 +13,8 @@ log = logging.getLogger("igris.background")
 
 
 async def _listen_for_key_changes() -> None:
-    from governance.hotstate import get_hotstate
     from governance.keys import KEY_FLAG_PREFIX, get_verifier
+    from governance.runtime.hotstate import get_hotstate
 
     # The verifier is looked up on each change, not kept: keys.reset() may replace it.
     while True:
@@ -32,7 +32,7 @@ async def _listen_for_key_changes() -> None:
 
 
 async def start_background() -> list[asyncio.Task[Any]]:
-    from governance.hotstate.sync import register_loop
+    from governance.runtime.hotstate.sync import register_loop
 
     register_loop(asyncio.get_running_loop())
     tasks = [asyncio.create_task(_listen_for_key_changes(), name="igris-key-listener")]

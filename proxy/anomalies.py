@@ -21,8 +21,8 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from governance import runtime_flags as flags
 from governance.policy import Decision
+from governance.runtime import flags
 from proxy import audit
 from proxy.catalog import Catalog
 from proxy.exchange import Exchange

@@ -132,7 +132,7 @@ class AuditRecorder:
 
     def __init__(self, *, embedded: bool, hotstate: Callable[[], Any]) -> None:
         self.embedded = embedded  # the embedded default: the database, not the stream
-        self.hotstate = hotstate  # this loop's hot state (governance.hotstate.get_hotstate)
+        self.hotstate = hotstate  # this loop's hot state (governance.runtime.hotstate.get_hotstate)
 
     async def record(self, event: dict[str, Any]) -> None:
         """Make `event` durable or raise AuditUnavailable."""

@@ -15,8 +15,8 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from governance.hotstate import get_hotstate
 from governance.keys import KeyError_, bearer_token, client_address, get_bad_key_guard, get_verifier
+from governance.runtime.hotstate import get_hotstate
 from proxy import jsonrpc
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from governance import runtime_flags as flags
+from governance.runtime import flags
 from proxy.catalog import Catalog
 from proxy.ttlcache import TtlCache
 

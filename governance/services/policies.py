@@ -124,8 +124,8 @@ def _new_version(
             "rules": len(rules),
         },
     )
-    from governance.hotstate.sync import publish_flag_sync
-    from governance.runtime_flags import policy_changed
+    from governance.runtime.flags import policy_changed
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     transaction.on_commit(
         lambda: publish_flag_sync(policy_changed(org.id), str(number), ttl_s=3600)

@@ -13,7 +13,6 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from governance import runtime_flags as flags
 from governance.events import SYSTEM, actor_for_user, emit
 from governance.models import (
     AgentSession,
@@ -25,6 +24,7 @@ from governance.models import (
     User,
 )
 from governance.permissions import Action
+from governance.runtime import flags
 from governance.services.core import ServiceError, _check
 
 __all__ = ["anomaly_record", "tool_approve", "tool_fingerprint", "tools_observe"]
@@ -45,7 +45,7 @@ def tool_fingerprint(tool: dict[str, Any]) -> str:
 
 
 def _announce_tools(server_id: Any) -> None:
-    from governance.hotstate.sync import publish_flag_sync
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     key = flags.tools_changed(server_id)
     transaction.on_commit(
@@ -191,9 +191,9 @@ def anomaly_record(
             source="proxy",
             data={"session_id": session_id, "reason": reason, "anomaly_id": anomaly.pk},
         )
-        from governance.hotstate.sync import publish_flag_sync
+        from governance.runtime.hotstate.sync import publish_flag_sync
 
-        # A 2026-07-28-era session is stopped on its slot (governance.runtime_flags).
+        # A 2026-07-28-era session is stopped on its slot (governance.runtime.flags).
         slot = session.slot if session is not None else ""
         key = flags.kill_slot(slot) if slot else flags.kill_session(session_id)
         transaction.on_commit(lambda: publish_flag_sync(key, f"suspended:{reason}"))

@@ -169,8 +169,8 @@ def _open_circuit(server_id, failures: int = 5) -> None:
     """Publish an open circuit exactly as a proxy process does (proxy.breaker)."""
     import time
 
-    from governance import runtime_flags as flags
-    from governance.hotstate.sync import publish_flag_sync
+    from governance.runtime import flags
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     now = time.time()
     state = flags.Circuit(

@@ -144,7 +144,7 @@ def drain_events(org_id: Any) -> list[dict[str, Any]]:
     from django.conf import settings
 
     from governance.events import AUDIT_STREAM
-    from governance.hotstate.redis import RedisHotState
+    from governance.runtime.hotstate.redis import RedisHotState
 
     async def read() -> list[tuple[str, dict[str, str]]]:
         hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)

@@ -18,8 +18,8 @@ from websockets.exceptions import InvalidStatus
 from compliance.audit.writer import drain_outbox, run_once
 from compliance.models import ChainHead
 from governance.events import Actor, Envelope
-from governance.hotstate import RedisHotState
 from governance.models import PendingEvent
+from governance.runtime.hotstate import RedisHotState
 from tests.conftest import login
 from tests.support import serving
 

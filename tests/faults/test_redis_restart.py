@@ -28,8 +28,8 @@ from django.db import connections
 
 from compliance.audit.verify import verify_chain
 from compliance.models import AuditEvent
-from governance import runtime_flags as flags
-from governance.hotstate import HotStateUnavailable, RedisHotState
+from governance.runtime import flags
+from governance.runtime.hotstate import HotStateUnavailable, RedisHotState
 from igris_project.demo.upstream import build_demo_app
 from proxy import jsonrpc
 from tests.conftest import free_port

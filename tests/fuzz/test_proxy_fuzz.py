@@ -15,7 +15,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import governance.hotstate
+import governance.runtime.hotstate
 from governance import keys
 from igris_project.demo.upstream import build_demo_app
 from proxy.app import ProxyApp
@@ -47,7 +47,7 @@ def running(acme, alice, acme_key) -> Iterator[tuple[asyncio.AbstractEventLoop, 
             yield loop, app, acme_key[1]
         finally:
             loop.run_until_complete(app.shutdown())
-            loop.run_until_complete(governance.hotstate.close_hotstate())
+            loop.run_until_complete(governance.runtime.hotstate.close_hotstate())
             loop.close()
             keys.reset()
 

@@ -158,8 +158,8 @@ async def test_the_async_verifier_caches_and_forgets_on_invalidation(acme_key):
 @pytest.mark.django_db(transaction=True)
 async def test_a_revocation_reaches_another_process_cache(acme, alice, acme_key, settings):
     """Two verifiers stand for two processes; the revocation travels through Redis."""
-    from governance.hotstate.redis import RedisHotState
     from governance.keys import KEY_FLAG_PREFIX
+    from governance.runtime.hotstate.redis import RedisHotState
 
     assert settings.REDIS_URL, "this test needs the Redis hot state"
     key, plaintext = acme_key

@@ -873,9 +873,9 @@ def test_an_open_circuit_shows_on_the_server_pages_and_a_manager_resets_it(
 ):
     import time
 
-    from governance import runtime_flags as flags
-    from governance.hotstate.sync import publish_flag_sync
     from governance.models import PendingEvent
+    from governance.runtime import flags
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     now = time.time()
     opened = flags.Circuit(state="open", failures=5, opened_at=now, retry_at=now + 30)

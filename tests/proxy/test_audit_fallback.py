@@ -10,8 +10,8 @@ from django.db import connections
 from compliance.audit.verify import verify_chain
 from compliance.audit.writer import drain_outbox
 from compliance.models import AuditEvent
-from governance.hotstate import RedisHotState
 from governance.models import PendingEvent
+from governance.runtime.hotstate import RedisHotState
 from proxy import audit
 from tests.conftest import free_port
 

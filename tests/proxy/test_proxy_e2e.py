@@ -21,7 +21,7 @@ async def _drain_events(org_id):
     from django.conf import settings
 
     from governance.events import AUDIT_STREAM
-    from governance.hotstate.redis import RedisHotState
+    from governance.runtime.hotstate.redis import RedisHotState
 
     hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
     try:

@@ -8,7 +8,7 @@ import logging
 import pytest
 from asgiref.sync import sync_to_async
 
-import governance.hotstate
+import governance.runtime.hotstate
 from governance import keys
 from governance.events import AUDIT_STREAM
 from igris_project.demo.upstream import build_demo_app
@@ -32,7 +32,7 @@ def rendered_logs(caplog) -> str:
 
 
 async def audit_events(org_id) -> list[dict]:
-    hs = governance.hotstate.get_hotstate()
+    hs = governance.runtime.hotstate.get_hotstate()
     entries = await hs.stream_range(AUDIT_STREAM, "-", "+")
     events = [json.loads(fields["event"]) for _, fields in entries]
     return [e for e in events if e["org_id"] == str(org_id)]
@@ -58,7 +58,7 @@ async def proxied(acme, alice):
             yield app
         finally:
             await app.shutdown()
-            await governance.hotstate.close_hotstate()
+            await governance.runtime.hotstate.close_hotstate()
             keys.reset()
 
 

@@ -8,8 +8,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from governance import runtime_flags as flags
-from governance.standing import EPOCH_FLAG, standing_flags
+from governance.runtime import flags
+from governance.runtime.standing import EPOCH_FLAG, standing_flags
 from tests.conftest import wipe_hot_state
 from tests.proxy.test_kill_switch import _post_call, _session_of
 from tests.proxy.test_proxy_e2e import _publish

@@ -121,7 +121,7 @@ async def test_a_deleted_session_is_gone_and_a_foreign_key_cannot_use_it(
 async def test_tool_calls_are_metered_per_organisation_and_month(
     igris_url, demo_server, acme, alice, acme_key
 ):
-    from governance.hotstate.redis import RedisHotState
+    from governance.runtime.hotstate.redis import RedisHotState
     from proxy.usage import usage_key
 
     await _publish(

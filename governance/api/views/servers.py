@@ -28,7 +28,7 @@ from governance.api.serializers import (
     ToolSerializer,
 )
 from governance.permissions import Action
-from governance.runtime_flags import Circuit
+from governance.runtime.flags import Circuit
 from governance.selectors import server_circuits, server_get_for_org, servers_for_org
 
 

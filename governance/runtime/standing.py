@@ -26,8 +26,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from governance import runtime_flags as flags
-from governance.hotstate.base import HotState
+from governance.runtime import flags
+from governance.runtime.hotstate.base import HotState
 
 log = logging.getLogger("igris.standing")
 

@@ -84,7 +84,7 @@ def get_hotstate() -> HotState:
     """The hot state of the running event loop (or of the process, for the memory backend).
 
     With Redis it must be called inside a running loop: synchronous code goes through
-    `governance.hotstate.sync`, which opens a short-lived client of its own."""
+    `governance.runtime.hotstate.sync`, which opens a short-lived client of its own."""
     global _last, _shared
     try:
         loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -103,7 +103,7 @@ def get_hotstate() -> HotState:
             elif loop is None:
                 raise RuntimeError(
                     "the Redis hot state belongs to an event loop: call get_hotstate() inside "
-                    "one, or use governance.hotstate.sync from synchronous code"
+                    "one, or use governance.runtime.hotstate.sync from synchronous code"
                 )
             else:
                 instance = _per_loop[loop] = _build()

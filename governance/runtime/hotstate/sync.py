@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Any
 
-from governance.hotstate.base import RateCheck, RateResult
+from governance.runtime.hotstate.base import RateCheck, RateResult
 
 log = logging.getLogger("igris.hotstate")
 
@@ -60,7 +60,7 @@ def publish_flag_sync(key: str, value: str | None, *, ttl_s: float | None = None
 
     try:
         if settings.REDIS_URL:
-            from governance.hotstate.redis import RedisHotState
+            from governance.runtime.hotstate.redis import RedisHotState
 
             async def run() -> None:
                 hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
@@ -71,7 +71,7 @@ def publish_flag_sync(key: str, value: str | None, *, ttl_s: float | None = None
 
             _run_outside_loop(run)
             return True
-        from governance.hotstate import get_hotstate
+        from governance.runtime.hotstate import get_hotstate
 
         loop = _loop
         if loop is None or loop.is_closed():
@@ -94,7 +94,7 @@ def rate_limit_sync(check: RateCheck) -> RateResult:
 
     results: list[RateResult] = []
     if settings.REDIS_URL:
-        from governance.hotstate.redis import RedisHotState
+        from governance.runtime.hotstate.redis import RedisHotState
 
         async def run() -> None:
             hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
@@ -105,7 +105,7 @@ def rate_limit_sync(check: RateCheck) -> RateResult:
 
         _run_outside_loop(run)
         return results[0]
-    from governance.hotstate import get_hotstate
+    from governance.runtime.hotstate import get_hotstate
 
     hs = get_hotstate()
     loop = _loop
@@ -139,7 +139,7 @@ def read_flags_sync(keys: list[str]) -> list[str | None]:
     if not keys:
         return values
     if settings.REDIS_URL:
-        from governance.hotstate.redis import RedisHotState
+        from governance.runtime.hotstate.redis import RedisHotState
 
         async def run() -> None:
             hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
@@ -150,7 +150,7 @@ def read_flags_sync(keys: list[str]) -> list[str | None]:
 
         _run_outside_loop(run)
         return values
-    from governance.hotstate import get_hotstate
+    from governance.runtime.hotstate import get_hotstate
 
     hs = get_hotstate()
     loop = _loop
