@@ -508,7 +508,7 @@ class Anomaly(models.Model):
 
 
 class IngestProvider(models.TextChoices):
-    """The payload shapes /api/v1/ingest/<provider> reads (governance/ingest/providers.py)."""
+    """The payload shapes /api/v1/ingest/<provider> reads (compliance/ingest/providers.py)."""
 
     GENERIC = "generic", "igris JSON events"
     OTLP = "otlp", "OpenTelemetry (OTLP/HTTP JSON, GenAI conventions)"

@@ -9,8 +9,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
+from governance import ingest_signing as signing
 from governance import services
-from governance.ingest import signing
 from governance.models import IngestProvider, IngestSource
 from governance.permissions import Action
 from governance.public_url import public_base_url

@@ -9,9 +9,9 @@ from django.urls import reverse
 
 from governance import services
 from governance.models import IngestSource, PendingEvent
-from governance.services.ingest import ingest_source_secret
+from governance.services.ingest_sources import ingest_source_secret
+from tests.compliance.test_ingest import fixture, post
 from tests.conftest import _user, login
-from tests.governance.test_ingest import fixture, post
 
 pytestmark = pytest.mark.django_db
 

@@ -3,7 +3,7 @@ objects: nothing of acme's is shown or changed. The route table is read from the
 configuration, so a new console route fails this test until it is classified here.
 
 (The REST API has its own table-driven sweep in tests/api/test_tenancy.py, the live feed in
-tests/compliance/test_live.py, the proxy in tests/proxy/, ingestion in tests/governance/
+tests/compliance/test_live.py, the proxy in tests/proxy/, ingestion in tests/compliance/
 test_ingest.py.)
 """
 

@@ -2,7 +2,7 @@
 
 Authentication, one of:
 - `X-Igris-Source: <source id>` with `X-Igris-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
-  "<t>.<raw body>">` made with that source's secret (governance/ingest/signing.py); older than
+  "<t>.<raw body>">` made with that source's secret (governance/ingest_signing.py); older than
   5 minutes or more than 5 minutes ahead, malformed, or wrong: 401 (an id no source has: 401
   `source_unknown`). A signed request is accepted once: the same request delivered again while
   its signature is valid stores nothing and gets 409 `replayed` (unless it carries an
@@ -38,10 +38,12 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from compliance.ingest import MAX_BODY_BYTES, PROVIDERS, providers
+from compliance.ingest.items import IngestItem, PayloadError, Rejected, gunzip
+from compliance.ingest.services import ingest_batch
+from governance import ingest_signing as signing
 from governance.api.errors import PROBLEM_CONTENT_TYPE, problem_body
 from governance.drf import request_address
-from governance.ingest import MAX_BODY_BYTES, PROVIDERS, providers, signing
-from governance.ingest.items import IngestItem, PayloadError, Rejected, gunzip
 from governance.keys import (
     KeyAttemptsBlocked,
     KeyError_,
@@ -50,7 +52,7 @@ from governance.keys import (
     verify_bearer_sync,
 )
 from governance.models import IngestSource, Scope
-from governance.services.ingest import ingest_batch, ingest_source_secret
+from governance.services.ingest_sources import ingest_source_secret
 
 log = logging.getLogger("igris.ingest")
 

@@ -9,7 +9,7 @@ for), never prompt or completion text: the audit log is no place for conversatio
   "session_id"?, "actor"?, "data"?, "id"?, "method"?, "result"?, "latency_ms"?}]}`; `ts` is
   ISO 8601 with a time zone; `data` is kept as given under `data.attributes` (never lifted into
   the audit columns); unknown top-level fields are refused per item.
-- otlp: see governance/ingest/otlp.py.
+- otlp: see compliance/ingest/otlp.py.
 - portkey: log objects as Portkey's logs export / Logs API give them (`id`, `trace_id`,
   `created_at`, `ai_org`, `ai_model`, `request`, `response`, `response_status_code`,
   `response_time`, `req_units`, `res_units`, `cost`, `metadata`), as a JSON array, NDJSON or
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from governance.ingest import MAX_ITEMS, PROVIDERS, gateways, otlp
-from governance.ingest.gateways import as_dict, external_actor, requested_tools
-from governance.ingest.items import (
+from compliance.ingest import MAX_ITEMS, PROVIDERS, gateways, otlp
+from compliance.ingest.gateways import as_dict, external_actor, requested_tools
+from compliance.ingest.items import (
     Batch,
     IngestItem,
     Mapped,

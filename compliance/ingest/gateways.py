@@ -1,5 +1,5 @@
 """LLM gateways and observability platforms: Portkey, Helicone, Datadog LLM Observability and
-Cloudflare AI Gateway (shapes documented in governance/ingest/providers.py). Pure.
+Cloudflare AI Gateway (shapes documented in compliance/ingest/providers.py). Pure.
 
 They record model requests, so their items are mostly `llm_call`s carrying metadata only; the
 tools a model asked for are kept by name (`tool_calls`), which the destructive-name check reads.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from governance.ingest.items import (
+from compliance.ingest.items import (
     IngestItem,
     Mapped,
     PayloadError,

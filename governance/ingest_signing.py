@@ -4,6 +4,9 @@ The scheme of Stripe's webhook signatures: the timestamp is signed with the body
 request cannot be replayed later than the tolerance, the HMAC covers the raw bytes as sent
 (compressed or not, before any parsing), and several `v1=` entries may be sent. Comparisons are
 constant-time. Pure: no Django.
+
+The scheme belongs to an ingest source's secret, so it lives in the governance core beside
+`IngestSource`: the console shows its headers, and `compliance.ingest` checks requests with it.
 """
 
 from __future__ import annotations

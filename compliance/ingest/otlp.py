@@ -26,7 +26,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from governance.ingest.items import (
+from compliance.ingest.items import (
     IngestItem,
     Mapped,
     PayloadError,

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from compliance.ingest import MAX_BODY_BYTES
 from governance.events import DECISIONS, EVENT_TYPE, EVENT_TYPE_RULE
-from governance.ingest import MAX_BODY_BYTES
 from governance.jsonsafe import unstorable_reason
 
 MAX_ITEM_JSON = 64 * 1024

@@ -1,9 +1,13 @@
 """Ingestion of events recorded by other AI gateways and collectors (`/api/v1/ingest/<provider>`).
 
 The package is pure where it can be: `providers` and `otlp` map documented payload shapes to
-audit items, `signing` checks `X-Igris-Signature`; only `views` touches Django. Stored items go
-through the audit pipeline (the outbox, then the audit writer's hash chain), like every other
-event, from `governance.services.ingest`.
+audit items; only `views` and `services` touch Django. Stored items go through the audit pipeline
+(the outbox, then the audit writer's hash chain), like every other event, from `services`.
+
+It lives in compliance because it turns outside records into audit events. What the governance
+core needs stays there: the `IngestSource` model and its services
+(`governance.services.ingest_sources`) and the signature scheme of a source's secret
+(`governance.ingest_signing`), which the console shows.
 
 This module holds what other layers may reuse without pulling in Django: the provider names, the
 batch limits and the destructive tool-name check. `proxy/anomalies.py` could import

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from django.urls import path
 
-from governance.ingest.views import ingest_view
+from compliance.ingest.views import ingest_view
 
 urlpatterns = [path("<str:provider>", ingest_view, name="ingest")]

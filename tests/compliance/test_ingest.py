@@ -13,14 +13,15 @@ import pytest
 from django.core.cache import cache
 
 from compliance.audit.writer import drain_outbox
+from compliance.ingest import MAX_BODY_BYTES, MAX_ITEMS, PROVIDERS, is_destructive_name
+from compliance.ingest.items import IngestItem
+from compliance.ingest.services import ingest_batch
 from compliance.models import AuditEvent
-from governance.ingest import MAX_BODY_BYTES, MAX_ITEMS, PROVIDERS, is_destructive_name, signing
-from governance.ingest.items import IngestItem
+from governance import ingest_signing as signing
 from governance.models import Anomaly, IngestProvider, IngestSource, PendingEvent
 from governance.permissions import PermissionDenied
 from governance.services import api_key_create, api_key_revoke
-from governance.services.ingest import (
-    ingest_batch,
+from governance.services.ingest_sources import (
     ingest_source_create,
     ingest_source_rotate,
     ingest_source_secret,
@@ -738,7 +739,7 @@ def test_a_redelivered_provider_record_is_stored_once(client, acme, source_for):
 
 
 def test_a_batch_is_stored_all_together_or_not_at_all(acme, alice, monkeypatch):
-    from governance.services import ingest as service
+    from compliance.ingest import services as service
 
     real, calls = service.anomaly_record, []
 
