@@ -60,10 +60,10 @@ def any_value(value: Any, depth: int = 0) -> Any:
     if "doubleValue" in value:
         return number(value["doubleValue"])
     if "arrayValue" in value:
-        items = (value["arrayValue"] or {}).get("values") or []
+        items = _dict(value["arrayValue"]).get("values") or []
         return [any_value(item, depth + 1) for item in items if isinstance(item, dict)]
     if "kvlistValue" in value:
-        return attributes((value["kvlistValue"] or {}).get("values"), depth + 1)
+        return attributes(_dict(value["kvlistValue"]).get("values"), depth + 1)
     if "bytesValue" in value:
         return value["bytesValue"] if isinstance(value["bytesValue"], str) else None
     return None
@@ -98,9 +98,9 @@ def records(body: bytes) -> list[Any] | None:
         ("log", "resourceLogs", "scopeLogs", "logRecords"),
     ):
         for resource in _list(document.get(resource_key)):
-            resource_attrs = attributes((resource.get("resource") or {}).get("attributes"))
+            resource_attrs = attributes(_dict(resource.get("resource")).get("attributes"))
             for scope in _list(resource.get(scope_key)):
-                scope_name = text((scope.get("scope") or {}).get("name"))
+                scope_name = text(_dict(scope.get("scope")).get("name"))
                 out.extend(
                     (kind, resource_attrs, scope_name, item) for item in _any(scope.get(item_key))
                 )
@@ -110,6 +110,12 @@ def records(body: bytes) -> list[Any] | None:
 
 def _list(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    # A sender may put any JSON where OTLP has an object: a string there is no resource, scope
+    # or status, not a reason to fail the whole request.
+    return value if isinstance(value, dict) else {}
 
 
 def _any(value: Any) -> list[Any]:
@@ -127,7 +133,7 @@ def map_record(record: Any, now: datetime) -> Mapped:
         if start is None:
             return Rejected("the span has no startTimeUnixNano")
         latency = (end - start).total_seconds() * 1000 if end is not None and end >= start else None
-        failed = (item.get("status") or {}).get("code") in STATUS_ERROR
+        failed = _dict(item.get("status")).get("code") in STATUS_ERROR
         name = text(item.get("name"), 256)
         event_name = None
         ts = start
