@@ -1,6 +1,6 @@
 """Agent sessions: list with filters, kill / suspend / resume one, or kill every session of a
 key, a server or the whole organisation. (A session's detail, with its recent calls from the
-audit store, is served by compliance/api.py: governance does not read the audit tables.)"""
+audit store, is served by compliance/api/sessions.py: governance does not read the audit tables.)"""
 
 from __future__ import annotations
 
