@@ -63,7 +63,7 @@ def is_spike(buckets: list[int]) -> bool:
 def _store(event: dict[str, Any], detail: dict[str, Any], auto_suspend: bool) -> None:
     from django.db import connection
 
-    from governance.services import anomaly_record
+    from governance.services.anomalies import anomaly_record
 
     try:
         anomaly_record(

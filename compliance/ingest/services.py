@@ -21,8 +21,8 @@ from compliance.ingest.items import IngestItem
 from governance.events import Actor, Envelope
 from governance.keys import VerifiedKey
 from governance.models import IngestSource, PendingEvent
-from governance.services.core import ServiceError
-from governance.services.tools import anomaly_record
+from governance.services.anomalies import anomaly_record
+from governance.services.base import ServiceError
 
 __all__ = ["ingest_batch"]
 

@@ -17,7 +17,7 @@ from governance import crypto
 from governance.events import actor_for_user, emit
 from governance.models import IngestProvider, IngestSource, Organization, User
 from governance.permissions import Action, PermissionDenied, role_can
-from governance.services.core import ServiceError, _check, _clean
+from governance.services.base import ServiceError, _check, _clean
 
 __all__ = [
     "ingest_source_create",

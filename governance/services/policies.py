@@ -18,7 +18,7 @@ from governance.events import actor_for_user, emit
 from governance.models import Organization, PolicyDraft, PolicyVersion, User
 from governance.permissions import Action
 from governance.policy.rules import PolicyValidationError, validate_rules
-from governance.services.core import ServiceError, _check
+from governance.services.base import ServiceError, _check
 
 __all__ = [
     "PolicyRulesInvalid",

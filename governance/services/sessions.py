@@ -24,7 +24,7 @@ from governance.models import (
 )
 from governance.permissions import Action
 from governance.runtime import flags
-from governance.services.core import ServiceError, _check
+from governance.services.base import ServiceError, _check
 
 __all__ = [
     "kill_lift",

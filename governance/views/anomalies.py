@@ -14,10 +14,10 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from governance import services
 from governance.models import Anomaly, AnomalyStatus
 from governance.permissions import Action
-from governance.services.console_extra import anomaly_acknowledge, anomaly_resolve
+from governance.services.anomalies import anomaly_acknowledge, anomaly_resolve
+from governance.services.base import ServiceError
 from governance.views.base import Console, console_render, org_required
 
 ANOMALIES_PER_PAGE = 50
@@ -115,7 +115,7 @@ def anomaly_acknowledge_view(
     anomaly = _anomaly_get(console, anomaly_id)
     try:
         anomaly_acknowledge(org=console.org, actor=console.user, anomaly=anomaly)
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Acknowledged the {anomaly.kind} anomaly.")
@@ -133,7 +133,7 @@ def anomaly_resolve_view(request: HttpRequest, console: Console, anomaly_id: int
             anomaly=anomaly,
             note=request.POST.get("note", ""),
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Resolved the {anomaly.kind} anomaly.")

@@ -10,10 +10,11 @@ from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from governance import ingest_signing as signing
-from governance import services
 from governance.models import IngestProvider, IngestSource
 from governance.permissions import Action
 from governance.public_url import public_base_url
+from governance.services import ingest_sources as ingest_source_services
+from governance.services.base import ServiceError
 from governance.views.base import (
     Console,
     add_service_error,
@@ -89,13 +90,13 @@ def ingest_source_create(request: HttpRequest, console: Console) -> HttpResponse
     form = IngestSourceForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
-            source, secret = services.ingest_source_create(
+            source, secret = ingest_source_services.ingest_source_create(
                 org=console.org,
                 actor=console.user,
                 name=form.cleaned_data["name"],
                 provider=form.cleaned_data["provider"],
             )
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             add_service_error(form, exc)
         else:
             messages.success(request, f"Created the ingest source {source.name}.")
@@ -107,7 +108,7 @@ def ingest_source_create(request: HttpRequest, console: Console) -> HttpResponse
 @org_required(Action.KEYS_MANAGE_OWN)
 def ingest_source_rotate(request: HttpRequest, console: Console, source_id: str) -> HttpResponse:
     # Someone else's source without KEYS_MANAGE_ALL: the service refuses (403 page).
-    source, secret = services.ingest_source_rotate(
+    source, secret = ingest_source_services.ingest_source_rotate(
         org=console.org, actor=console.user, source=_source(console, source_id)
     )
     messages.success(request, f"Rotated the secret of {source.name}; the old one is refused now.")
@@ -118,6 +119,6 @@ def ingest_source_rotate(request: HttpRequest, console: Console, source_id: str)
 @org_required(Action.KEYS_MANAGE_OWN)
 def ingest_source_delete(request: HttpRequest, console: Console, source_id: str) -> HttpResponse:
     source = _source(console, source_id)
-    services.ingest_source_delete(org=console.org, actor=console.user, source=source)
+    ingest_source_services.ingest_source_delete(org=console.org, actor=console.user, source=source)
     messages.success(request, f"Deleted {source.name}. Its requests are refused from now on.")
     return redirect("console:ingest_sources")

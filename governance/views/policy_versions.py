@@ -13,9 +13,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from governance import services
 from governance.models import PolicyVersion
 from governance.permissions import Action
+from governance.services import policies as policy_services
+from governance.services.base import ServiceError
+from governance.services.policies import policy_diff
 from governance.views.base import Console, console_render, org_required
 from governance.views.policy_display import (
     RULES_PER_PAGE,
@@ -107,7 +109,7 @@ def policy_version(
         .order_by("-number")
         .first()
     )
-    diff = services.policy_diff(previous.rules if previous else [], version.rules)
+    diff = policy_diff(previous.rules if previous else [], version.rules)
     removed_ids = set(diff["removed"])
     removed = [
         rule_view(i, doc)
@@ -156,10 +158,10 @@ def policy_rollback(
         return redirect("console:policy_version", org_slug=console.org.slug, number=version.number)
     note = form.cleaned_data["note"]
     try:
-        new = services.policy_rollback(
+        new = policy_services.policy_rollback(
             org=console.org, actor=console.user, number=version.number, note=note
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("console:policy_version", org_slug=console.org.slug, number=version.number)
     messages.success(

@@ -15,10 +15,17 @@ from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from governance import services
 from governance.models import AgentSession, Anomaly, ApiKey, McpServer, SessionState
 from governance.permissions import Action
 from governance.selectors import api_key_get_for_org, server_get_for_org, servers_for_org
+from governance.services import sessions as session_services
+from governance.services.base import ServiceError
+from governance.services.sessions import (
+    kill_lift,
+    org_emergency_stop,
+    sessions_kill_for_key,
+    sessions_kill_for_server,
+)
 from governance.views.base import Console, console_render, org_required
 
 SESSIONS_PER_PAGE = 50
@@ -160,13 +167,13 @@ def _short(session: AgentSession) -> str:
 def session_kill(request: HttpRequest, console: Console, session_id: str) -> HttpResponse:
     session = _session_get(console, session_id)
     try:
-        services.session_kill(
+        session_services.session_kill(
             org=console.org,
             actor=console.user,
             session=session,
             reason=request.POST.get("reason", ""),
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Killed session {_short(session)}. Its next request is refused.")
@@ -178,13 +185,13 @@ def session_kill(request: HttpRequest, console: Console, session_id: str) -> Htt
 def session_suspend(request: HttpRequest, console: Console, session_id: str) -> HttpResponse:
     session = _session_get(console, session_id)
     try:
-        services.session_suspend(
+        session_services.session_suspend(
             org=console.org,
             actor=console.user,
             session=session,
             reason=request.POST.get("reason", ""),
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(
@@ -198,8 +205,8 @@ def session_suspend(request: HttpRequest, console: Console, session_id: str) -> 
 def session_resume(request: HttpRequest, console: Console, session_id: str) -> HttpResponse:
     session = _session_get(console, session_id)
     try:
-        services.session_resume(org=console.org, actor=console.user, session=session)
-    except services.ServiceError as exc:
+        session_services.session_resume(org=console.org, actor=console.user, session=session)
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Resumed session {_short(session)}.")
@@ -228,7 +235,7 @@ def sessions_stop(request: HttpRequest, console: Console) -> HttpResponse:
             except Http404:
                 messages.error(request, "Choose one of the organisation's API keys.")
                 return redirect("console:sessions")
-            count = services.sessions_kill_for_key(org=org, actor=actor, key=key, reason=reason)
+            count = sessions_kill_for_key(org=org, actor=actor, key=key, reason=reason)
             messages.success(
                 request,
                 f"Stopped the API key {key.name}: killed {_plural(count)}; "
@@ -240,9 +247,7 @@ def sessions_stop(request: HttpRequest, console: Console) -> HttpResponse:
             except Http404:
                 messages.error(request, "Choose one of the organisation's MCP servers.")
                 return redirect("console:sessions")
-            count = services.sessions_kill_for_server(
-                org=org, actor=actor, server=server, reason=reason
-            )
+            count = sessions_kill_for_server(org=org, actor=actor, server=server, reason=reason)
             messages.success(
                 request,
                 f"Stopped {server.name}: killed {_plural(count)}; "
@@ -252,9 +257,7 @@ def sessions_stop(request: HttpRequest, console: Console) -> HttpResponse:
             form = EmergencyStopForm(request.POST, slug=org.slug)
             if not form.is_valid():
                 return _render_sessions(request, console, emergency_form=form)
-            count = services.org_emergency_stop(
-                org=org, actor=actor, reason=form.cleaned_data["reason"]
-            )
+            count = org_emergency_stop(org=org, actor=actor, reason=form.cleaned_data["reason"])
             messages.warning(
                 request,
                 f"Emergency stop: killed {_plural(count)}. Every agent of {org.name} is refused "
@@ -262,7 +265,7 @@ def sessions_stop(request: HttpRequest, console: Console) -> HttpResponse:
             )
         else:
             messages.error(request, "Choose what to stop: an API key, a server or everything.")
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("console:sessions")
 
@@ -273,10 +276,8 @@ def sessions_lift(request: HttpRequest, console: Console) -> HttpResponse:
     """Lift a stop. The target is "org", "key:<id>" or "server:<id>"."""
     scope, _, target_id = request.POST.get("target", "").partition(":")
     try:
-        services.kill_lift(
-            org=console.org, actor=console.user, scope=scope, target_id=target_id or None
-        )
-    except services.ServiceError as exc:
+        kill_lift(org=console.org, actor=console.user, scope=scope, target_id=target_id or None)
+    except ServiceError as exc:
         messages.error(request, exc.message)
     except (ValidationError, ValueError, TypeError):
         messages.error(request, "Choose a stop to lift.")

@@ -91,12 +91,9 @@ def _seed_rows(*, base_url: str, upstream_url: str, state_path: Path) -> DemoInf
 
     from governance.keys import KeyError_, verify_key_sync
     from governance.models import McpServer, Organization, User
-    from governance.services import (
-        api_key_create,
-        organization_create,
-        server_create,
-        server_update,
-    )
+    from governance.services.api_keys import api_key_create
+    from governance.services.organizations import organization_create
+    from governance.services.servers import server_create, server_update
 
     previous = _read(state_path)
     user = User.objects.filter(email=DEMO_EMAIL).first()
@@ -185,7 +182,7 @@ def _starter_policy(org: Any, user: Any) -> str:
     """Publish the starter policy through the policy services (a numbered version, audited) if
     the organisation has none yet; never overwrite one the user wrote. Returns a summary."""
     from governance.models import PolicyDraft, PolicyVersion
-    from governance.services import policy_draft_update, policy_publish
+    from governance.services.policies import policy_draft_update, policy_publish
 
     latest = PolicyVersion.objects.filter(org=org).order_by("-number").first()
     if latest is None and not PolicyDraft.objects.filter(org=org).exists():

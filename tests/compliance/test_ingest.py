@@ -20,7 +20,7 @@ from compliance.models import AuditEvent
 from governance import ingest_signing as signing
 from governance.models import Anomaly, IngestProvider, IngestSource, PendingEvent
 from governance.permissions import PermissionDenied
-from governance.services import api_key_create, api_key_revoke
+from governance.services.api_keys import api_key_create, api_key_revoke
 from governance.services.ingest_sources import (
     ingest_source_create,
     ingest_source_rotate,

@@ -31,7 +31,7 @@ from compliance.services import checkpoint_create
 from governance.events import AUDIT_STREAM, Actor, Envelope
 from governance.models import PendingEvent
 from governance.runtime.hotstate import MemoryHotState, RedisHotState
-from governance.services import organization_update
+from governance.services.organizations import organization_update
 
 AGENT = Actor(kind="api_key", id=str(uuid.uuid4()), label="acme agents")
 

@@ -282,7 +282,7 @@ async def test_a_subscription_that_lost_its_connection_ends_instead_of_missing_m
 async def test_the_proxy_fails_closed_while_redis_is_down_and_recovers_by_itself(
     acme, alice, acme_key
 ):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     await _publish(acme, alice, [], posture="allow")
     upstream = CountingUpstream()

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 @pytest.fixture
 def running(acme, alice, acme_key) -> Iterator[tuple[asyncio.AbstractEventLoop, ProxyApp, str]]:
     """A started ProxyApp on a loop of its own, in front of the demo upstream."""
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     with serving(build_demo_app()) as port:
         server_create(

@@ -14,7 +14,9 @@ from governance import crypto
 from governance.keys import AsyncKeyVerifier, KeyError_, verify_key_sync
 from governance.models import ApiKey, PendingEvent
 from governance.permissions import PermissionDenied
-from governance.services import ServiceError, api_key_create, api_key_revoke, server_create
+from governance.services.api_keys import api_key_create, api_key_revoke
+from governance.services.base import ServiceError
+from governance.services.servers import server_create
 
 
 def test_a_new_key_has_the_documented_format_and_only_its_hash_is_stored(acme, alice):

@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from governance import services
+from governance.services import servers as server_services
 from tests.conftest import login
 
 HOST = "127.0.0.1:3300"
@@ -18,7 +18,7 @@ BASE = f"http://{HOST}"
 
 @pytest.fixture
 def acme_server(acme, alice):
-    return services.server_create(
+    return server_services.server_create(
         org=acme,
         actor=alice,
         name="Acme tools",

@@ -155,9 +155,9 @@ def test_charlie_s_pages_show_nothing_of_acme(client, charlie, globex, world, na
 
 
 def test_an_invitation_link_cannot_be_used_by_someone_else(client, charlie, acme, alice):
-    from governance import services
+    from governance.services.members import invitation_create
 
-    _invitation, token = services.invitation_create(
+    _invitation, token = invitation_create(
         org=acme, actor=alice, email="dave@acme.test", role="developer"
     )
     login(client, charlie)

@@ -10,13 +10,15 @@ from django.utils import timezone
 from governance import selectors
 from governance.models import Invitation, Membership, Organization, PendingEvent
 from governance.permissions import PermissionDenied
-from governance.services import (
-    ServiceError,
+from governance.services.base import ServiceError
+from governance.services.members import (
     invitation_accept,
     invitation_create,
     invitation_revoke,
     member_change_role,
     member_remove,
+)
+from governance.services.organizations import (
     organization_create,
     organization_delete,
     organization_update,

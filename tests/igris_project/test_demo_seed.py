@@ -122,7 +122,7 @@ def test_the_demo_starts_with_a_published_policy_that_denies_deletes_and_flags_w
 @pytest.mark.django_db
 def test_a_demo_organisation_from_an_older_var_gets_the_starter_policy(tmp_path):
     from governance.models import Organization, PolicyVersion, User
-    from governance.services import organization_create
+    from governance.services.organizations import organization_create
 
     owner = User.objects.create_user(email="demo@igris.local", password="an-old-password-1")
     organization_create(name="Demo Org", owner=owner, slug="demo")
@@ -134,7 +134,7 @@ def test_a_demo_organisation_from_an_older_var_gets_the_starter_policy(tmp_path)
 @pytest.mark.django_db
 def test_a_restart_keeps_the_policy_the_user_published(tmp_path):
     from governance.models import Organization, PolicyVersion, User
-    from governance.services import policy_draft_update, policy_publish
+    from governance.services.policies import policy_draft_update, policy_publish
 
     _seed(tmp_path)
     org = Organization.objects.get(slug="demo")

@@ -34,7 +34,7 @@ def igris_url(transactional_db, settings) -> Iterator[str]:
 
 @pytest.fixture
 def demo_server(acme, alice, upstream_url):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     return server_create(
         org=acme, actor=alice, name="Demo tools", slug="demo", upstream_url=upstream_url

@@ -40,7 +40,7 @@ async def audit_events(org_id) -> list[dict]:
 
 @pytest.fixture
 async def proxied(acme, alice):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     with serving(build_demo_app()) as port:
         await sync_to_async(server_create)(
@@ -131,7 +131,7 @@ def test_the_upstream_credential_never_appears_in_answers_or_pages(
     client, acme, alice, acme_key, caplog
 ):
     from governance.models import User
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     caplog.set_level(logging.DEBUG)
     server = server_create(

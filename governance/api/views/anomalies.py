@@ -16,7 +16,7 @@ from governance.api.serializers import (
     ResolveSerializer,
 )
 from governance.permissions import Action
-from governance.services.console_extra import anomaly_acknowledge, anomaly_resolve
+from governance.services.anomalies import anomaly_acknowledge, anomaly_resolve
 
 
 class AnomalyListView(ApiView):

@@ -8,7 +8,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api.base import ApiView
 from governance.api.pagination import KeysetPaginator, page_of
 from governance.api.selectors import session_get_for_org, sessions_for_org
@@ -22,6 +21,14 @@ from governance.api.serializers import (
 )
 from governance.permissions import Action
 from governance.selectors import api_key_get_for_org, server_get_for_org
+from governance.services.sessions import (
+    org_emergency_stop,
+    session_kill,
+    session_resume,
+    session_suspend,
+    sessions_kill_for_key,
+    sessions_kill_for_server,
+)
 
 
 class SessionListView(ApiView):
@@ -54,9 +61,7 @@ class SessionKillView(_SessionAction):
     def post(self, request: Request, session_id: str) -> Response:
         session = session_get_for_org(org=self.org, session_id=session_id)
         data = self.body(ReasonSerializer)
-        services.session_kill(
-            org=self.org, actor=self.actor, session=session, reason=data.get("reason", "")
-        )
+        session_kill(org=self.org, actor=self.actor, session=session, reason=data.get("reason", ""))
         return self._answer(session_id)
 
 
@@ -67,7 +72,7 @@ class SessionSuspendView(_SessionAction):
     def post(self, request: Request, session_id: str) -> Response:
         session = session_get_for_org(org=self.org, session_id=session_id)
         data = self.body(ReasonSerializer)
-        services.session_suspend(
+        session_suspend(
             org=self.org, actor=self.actor, session=session, reason=data.get("reason", "")
         )
         return self._answer(session_id)
@@ -80,7 +85,7 @@ class SessionResumeView(_SessionAction):
     def post(self, request: Request, session_id: str) -> Response:
         session = session_get_for_org(org=self.org, session_id=session_id)
         self.body(EmptySerializer)
-        services.session_resume(org=self.org, actor=self.actor, session=session)
+        session_resume(org=self.org, actor=self.actor, session=session)
         return self._answer(session_id)
 
 
@@ -99,13 +104,11 @@ class SessionKillAllView(ApiView):
         org, actor = self.org, self.actor
         if scope == "key":
             key = api_key_get_for_org(org=org, key_id=data["id"])
-            count = services.sessions_kill_for_key(org=org, actor=actor, key=key, reason=reason)
+            count = sessions_kill_for_key(org=org, actor=actor, key=key, reason=reason)
         elif scope == "server":
             server = server_get_for_org(org=org, server_id=data["id"])
-            count = services.sessions_kill_for_server(
-                org=org, actor=actor, server=server, reason=reason
-            )
+            count = sessions_kill_for_server(org=org, actor=actor, server=server, reason=reason)
         else:
-            count = services.org_emergency_stop(org=org, actor=actor, reason=reason)
+            count = org_emergency_stop(org=org, actor=actor, reason=reason)
         target = str(data["id"]) if data.get("id") else None
         return Response({"scope": scope, "id": target, "sessions_killed": count})
