@@ -66,7 +66,7 @@ def bearer_token(header_value: str | None) -> str | None:
 
 def _load(prefix: str) -> tuple[Any, VerifiedKey] | None:
     from governance.models import Membership
-    from governance.selectors import unscoped_api_key_by_prefix
+    from governance.selectors.keys import unscoped_api_key_by_prefix
 
     key = unscoped_api_key_by_prefix(prefix=prefix)
     if key is None:

@@ -9,11 +9,11 @@ from rest_framework.response import Response
 from compliance.api.events import EVENT_FIELDS, AuditEventSerializer, flat_event
 from compliance.models import AuditEvent
 from governance.api.base import ApiView
-from governance.api.selectors import session_get_for_org
 from governance.api.serializers import (
     SessionSerializer,
 )
 from governance.permissions import Action
+from governance.selectors.sessions import session_get_for_org
 
 RECENT_CALLS = 50
 

@@ -15,7 +15,7 @@ from governance import crypto
 from governance.events import actor_for_user, emit
 from governance.models import McpServer, Organization, UpstreamAuth, User
 from governance.permissions import Action
-from governance.selectors import server_circuits
+from governance.selectors.servers import server_circuits
 from governance.services.base import ServiceError, _check, _clean
 
 __all__ = [

@@ -12,7 +12,8 @@ from governance.forms import ApiKeyForm
 from governance.models import ApiKey
 from governance.permissions import Action
 from governance.public_url import proxy_url, public_base_url
-from governance.selectors import api_key_get_for_org, api_keys_for_org, servers_for_org
+from governance.selectors.keys import api_key_get_for_org, api_keys_for_org
+from governance.selectors.servers import servers_for_org
 from governance.services.api_keys import api_key_create, api_key_revoke
 from governance.services.base import ServiceError
 from governance.views.base import (

@@ -13,7 +13,7 @@ from governance.middleware import SESSION_ORG_KEY
 from governance.models import Invitation
 from governance.permissions import ROLE_DESCRIPTIONS, Action, Role
 from governance.public_url import public_base_url
-from governance.selectors import (
+from governance.selectors.members import (
     invitation_get_for_org,
     invitations_open_for_org,
     member_get_for_org,

@@ -18,7 +18,7 @@ from governance.middleware import SESSION_ORG_KEY
 from governance.models import McpServer, Membership
 from governance.permissions import Action
 from governance.public_url import proxy_url, public_base_url
-from governance.selectors import servers_for_org
+from governance.selectors.servers import servers_for_org
 from governance.services.base import ServiceError
 from governance.services.organizations import (
     organization_create,

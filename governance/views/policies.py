@@ -15,9 +15,16 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from governance.models import ApiKey, PolicyDraft, PolicyVersion
+from governance.models import PolicyDraft
 from governance.permissions import Action
-from governance.selectors import servers_for_org
+from governance.selectors.keys import api_keys_active_for_org
+from governance.selectors.policies import (
+    policy_draft_for_org,
+    policy_version_numbers_for_org,
+    policy_version_rules,
+    policy_versions_listed_for_org,
+)
+from governance.selectors.servers import servers_for_org
 from governance.services import policies as policy_services
 from governance.services.base import ServiceError
 from governance.services.policies import PolicyRulesInvalid, policy_diff, policy_draft_update
@@ -34,14 +41,13 @@ from governance.views.policy_dry_run import DRAFT, DryRunForm, _explain
 from governance.views.policy_versions import (
     VERSIONS_ON_PAGE,
     NoteForm,
-    _versions,
 )
 
 __all__ = ["DraftForm", "policies", "policy_draft_save", "policy_dry_run", "policy_publish"]
 
 
 def _draft_rules(console: Console) -> tuple[PolicyDraft | None, list[dict[str, Any]]]:
-    draft = PolicyDraft.objects.filter(org=console.org).select_related("updated_by").first()
+    draft = policy_draft_for_org(org=console.org)
     return draft, list(draft.rules) if draft else []
 
 
@@ -80,13 +86,9 @@ def _render_policies(
 ) -> HttpResponse:
     org = console.org
     draft, draft_rules = _draft_rules(console)
-    versions = list(_versions(console)[:VERSIONS_ON_PAGE])
+    versions = list(policy_versions_listed_for_org(org=console.org)[:VERSIONS_ON_PAGE])
     latest = versions[0] if versions else None
-    latest_rules = (
-        PolicyVersion.objects.filter(pk=latest.pk).values_list("rules", flat=True).first()
-        if latest
-        else None
-    )
+    latest_rules = policy_version_rules(version=latest) if latest else None
     diff = policy_diff(latest_rules or [], draft_rules)
     servers = list(servers_for_org(org=org))
     if dry_run_form is None:
@@ -94,7 +96,7 @@ def _render_policies(
         dry_run_form = DryRunForm(
             initial={"policy": DRAFT, "method": "tools/call", "server": first},
             version_numbers=[v.number for v in versions],
-            keys=list(ApiKey.objects.filter(org=org, revoked_at__isnull=True).order_by("name")),
+            keys=api_keys_active_for_org(org=org),
         )
     manage = console.can(Action.POLICIES_MANAGE)
     # A long draft stays out of the editor until asked for: its JSON alone would grow the page
@@ -193,10 +195,8 @@ def policy_dry_run(request: HttpRequest, console: Console) -> HttpResponse:
     if not request.GET:
         return redirect(reverse("console:policies") + "#dry-run")
     org = console.org
-    numbers = list(
-        PolicyVersion.objects.filter(org=org).order_by("-number").values_list("number", flat=True)
-    )
-    keys = list(ApiKey.objects.filter(org=org, revoked_at__isnull=True).order_by("name"))
+    numbers = policy_version_numbers_for_org(org=org)
+    keys = api_keys_active_for_org(org=org)
     form = DryRunForm(request.GET, version_numbers=numbers, keys=keys)
     result = None
     if form.is_valid():

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from governance.forms import ServerForm
 from governance.permissions import Action
 from governance.public_url import proxy_url
-from governance.selectors import server_circuits, server_get_for_org, servers_for_org
+from governance.selectors.servers import server_circuits, server_get_for_org, servers_for_org
 from governance.services import servers as server_services
 from governance.services.base import ServiceError
 from governance.services.servers import server_update

@@ -227,7 +227,11 @@ def test_a_version_at_the_rule_cap_keeps_its_page_small(client, alice, acme, set
     assert "and 10 more removed." in body
     assert "and 50 more</dd>" in body  # the removed ids: 10 named
     assert f"Show the {cap - 60} rules as JSON" in body
-    shown = _text(client.get(reverse("console:policy_version", args=[acme.slug, version.number]) + "?json=all"))
+    shown = _text(
+        client.get(
+            reverse("console:policy_version", args=[acme.slug, version.number]) + "?json=all"
+        )
+    )
     assert "&quot;id&quot;: &quot;allow-rest-499&quot;" in shown
 
 

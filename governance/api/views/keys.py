@@ -14,7 +14,6 @@ from governance.api.base import ApiView
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
 from governance.api.permissions import Access
-from governance.api.selectors import api_key_visible_get, api_keys_visible
 from governance.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -22,6 +21,7 @@ from governance.api.serializers import (
 )
 from governance.models import ApiKey
 from governance.permissions import Action
+from governance.selectors.keys import api_key_visible_get, api_keys_visible
 from governance.services.api_keys import api_key_create, api_key_revoke
 
 MANAGE = Access(Action.KEYS_MANAGE_OWN, admin=True)

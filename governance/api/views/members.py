@@ -19,7 +19,7 @@ from governance.api.serializers import (
 )
 from governance.permissions import Action
 from governance.public_url import public_base_url
-from governance.selectors import (
+from governance.selectors.members import (
     invitation_get_for_org,
     invitations_open_for_org,
     member_get_for_org,

@@ -16,12 +16,6 @@ from governance.api.errors import ApiProblem, invalid
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
 from governance.api.permissions import Access
-from governance.api.selectors import (
-    policy_draft_for_org,
-    policy_latest_for_org,
-    policy_version_get_for_org,
-    policy_versions_for_org,
-)
 from governance.api.serializers import (
     PolicyDraftSerializer,
     PolicyDraftUpdateSerializer,
@@ -38,6 +32,12 @@ from governance.policy import (
     CallContext,
     PolicySnapshot,
     PolicyValidationError,
+)
+from governance.selectors.policies import (
+    policy_draft_for_org,
+    policy_latest_for_org,
+    policy_version_get_for_org,
+    policy_versions_for_org,
 )
 from governance.services.policies import (
     policy_diff,

@@ -16,7 +16,6 @@ from governance.api.base import ApiView
 from governance.api.errors import ApiProblem
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
-from governance.api.selectors import tools_for_org
 from governance.api.serializers import (
     CircuitSerializer,
     ConnectionTestSerializer,
@@ -28,7 +27,12 @@ from governance.api.serializers import (
 )
 from governance.permissions import Action
 from governance.runtime.flags import Circuit
-from governance.selectors import server_circuits, server_get_for_org, servers_for_org
+from governance.selectors.servers import (
+    server_circuits,
+    server_get_for_org,
+    servers_for_org,
+    tools_for_org,
+)
 from governance.services.servers import (
     server_circuit_reset,
     server_create,

@@ -10,7 +10,6 @@ from rest_framework.response import Response
 
 from governance.api.base import ApiView
 from governance.api.pagination import KeysetPaginator, page_of
-from governance.api.selectors import session_get_for_org, sessions_for_org
 from governance.api.serializers import (
     EmptySerializer,
     KillAllResultSerializer,
@@ -20,7 +19,9 @@ from governance.api.serializers import (
     SessionSerializer,
 )
 from governance.permissions import Action
-from governance.selectors import api_key_get_for_org, server_get_for_org
+from governance.selectors.keys import api_key_get_for_org
+from governance.selectors.servers import server_get_for_org
+from governance.selectors.sessions import session_get_for_org, sessions_for_org
 from governance.services.sessions import (
     org_emergency_stop,
     session_kill,

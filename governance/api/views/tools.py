@@ -10,7 +10,6 @@ from rest_framework.response import Response
 
 from governance.api.base import ApiView
 from governance.api.pagination import KeysetPaginator, page_of
-from governance.api.selectors import tool_get_for_org, tools_for_org
 from governance.api.serializers import (
     EmptySerializer,
     ToolApprovedSerializer,
@@ -19,6 +18,7 @@ from governance.api.serializers import (
 )
 from governance.models import Tool
 from governance.permissions import Action
+from governance.selectors.servers import tool_get_for_org, tools_for_org
 from governance.services.tools import tool_approve
 
 
