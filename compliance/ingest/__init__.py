@@ -9,14 +9,11 @@ core needs stays there: the `IngestSource` model and its services
 (`governance.services.ingest_sources`) and the signature scheme of a source's secret
 (`governance.ingest_signing`), which the console shows.
 
-This module holds what other layers may reuse without pulling in Django: the provider names, the
-batch limits and the destructive tool-name check. `proxy/anomalies.py` could import
-`DESTRUCTIVE_TOOL_NAME` / `is_destructive_name` from here instead of keeping its own copy.
+This module holds the provider names and the batch limits. The destructive tool-name pattern is
+`governance.destructive`, shared with the proxy's detector.
 """
 
 from __future__ import annotations
-
-import re
 
 # The providers accepted at /api/v1/ingest/<provider>; `IngestSource.provider` uses the same names.
 PROVIDERS: tuple[str, ...] = (
@@ -33,13 +30,3 @@ PROVIDERS: tuple[str, ...] = (
 # not, before and after decoding). Larger requests get 413 and store nothing.
 MAX_ITEMS = 1000
 MAX_BODY_BYTES = 5 * 1024 * 1024
-
-# Tool names that announce an irreversible action: delete_*, drop-*, truncate.*, destroy, purge_*.
-DESTRUCTIVE_TOOL_NAME = re.compile(
-    r"^(delete|drop|truncate|destroy|purge)([_\-.]|$)", re.IGNORECASE
-)
-
-
-def is_destructive_name(name: object) -> bool:
-    """Whether a tool name matches the destructive pattern (anomaly input, never a verdict)."""
-    return isinstance(name, str) and DESTRUCTIVE_TOOL_NAME.match(name) is not None

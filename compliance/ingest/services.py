@@ -16,8 +16,9 @@ from typing import Any
 from django.core.cache import cache
 from django.db import transaction
 
-from compliance.ingest import PROVIDERS, is_destructive_name
+from compliance.ingest import PROVIDERS
 from compliance.ingest.items import IngestItem
+from governance.destructive import is_destructive_name
 from governance.events import Actor, Envelope
 from governance.keys import VerifiedKey
 from governance.models import IngestSource, PendingEvent

@@ -13,11 +13,12 @@ import pytest
 from django.core.cache import cache
 
 from compliance.audit.writer import drain_outbox
-from compliance.ingest import MAX_BODY_BYTES, MAX_ITEMS, PROVIDERS, is_destructive_name
+from compliance.ingest import MAX_BODY_BYTES, MAX_ITEMS, PROVIDERS
 from compliance.ingest.items import IngestItem
 from compliance.ingest.services import ingest_batch
 from compliance.models import AuditEvent
 from governance import ingest_signing as signing
+from governance.destructive import is_destructive_name
 from governance.models import Anomaly, IngestProvider, IngestSource, PendingEvent
 from governance.permissions import PermissionDenied
 from governance.services.api_keys import api_key_create, api_key_revoke
