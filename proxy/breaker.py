@@ -239,7 +239,7 @@ class Breakers:
         event = audit.build_event(
             org_id=server.org_id,
             type="upstream_circuit",
-            actor=SYSTEM.as_dict(),
+            actor=SYSTEM,
             fields={"server_id": server.id, "server_slug": server.slug},
             data=data,
         )
