@@ -46,26 +46,19 @@ class OrgConfig:
 def _load_server(org_id: str, slug: str) -> ServerConfig | None:
     from django.db import connection
 
-    from governance import crypto
     from governance.models import McpServer
+    from governance.upstream_auth import upstream_auth_header
 
     try:
         server = McpServer.objects.filter(org_id=uuid.UUID(org_id), slug=slug).first()
         if server is None:
             return None
-        header: tuple[str, str] | None = None
-        if server.auth_type != "none" and server.credential_encrypted:
-            secret = crypto.decrypt(bytes(server.credential_encrypted), context=str(server.id))
-            if server.auth_type == "bearer":
-                header = ("Authorization", f"Bearer {secret}")
-            else:
-                header = (server.auth_header_name, secret)
         return ServerConfig(
             str(server.id),
             str(server.org_id),
             server.slug,
             server.upstream_url,
-            header,
+            upstream_auth_header(server),
             server.connect_timeout_s,
             server.total_timeout_s,
             server.enabled,
