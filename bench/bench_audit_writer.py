@@ -69,7 +69,7 @@ from compliance.audit.writer import (  # noqa: E402
 )
 from governance.events import AUDIT_STREAM, Actor, Envelope  # noqa: E402
 from governance.gctune import tune_gc  # noqa: E402
-from governance.hotstate import RedisHotState  # noqa: E402
+from governance.runtime.hotstate import RedisHotState  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "audit_writer.json"
 BATCH = 500

@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from governance.hotstate import HotState, MemoryHotState, RateCheck, RedisHotState  # noqa: E402
+from governance.runtime.hotstate import HotState, MemoryHotState, RateCheck, RedisHotState  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "hotstate.json"
 CONCURRENCY = 16

@@ -369,13 +369,10 @@ def seed(servers: dict[str, str], *, extra_scopes: tuple[str, ...] = ()) -> Seed
     from django.db import transaction
 
     from governance.models import User
-    from governance.services import (
-        api_key_create,
-        organization_create,
-        policy_draft_update,
-        policy_publish,
-        server_create,
-    )
+    from governance.services.api_keys import api_key_create
+    from governance.services.organizations import organization_create
+    from governance.services.policies import policy_draft_update, policy_publish
+    from governance.services.servers import server_create
 
     tag = uuid.uuid4().hex[:10]
     with transaction.atomic():

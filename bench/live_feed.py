@@ -174,7 +174,7 @@ async def _measure(
 ) -> dict[str, Any]:
     from compliance.audit.writer import StreamDrainer, live_message
     from governance.events import AUDIT_STREAM, Actor, Envelope
-    from governance.hotstate import RedisHotState
+    from governance.runtime.hotstate import RedisHotState
 
     prefix = args.prefix
     hs = RedisHotState(common.REDIS_URL, prefix)

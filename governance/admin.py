@@ -22,7 +22,8 @@ from governance.models import (
     Tool,
     User,
 )
-from governance.services import ServiceError, session_kill, session_resume, session_suspend
+from governance.services.base import ServiceError
+from governance.services.sessions import session_kill, session_resume, session_suspend
 
 
 @admin.register(User)

@@ -19,7 +19,7 @@ from governance.policy.rules import ACTIONS
 AUDIT_STREAM = "audit:events"
 
 # The grammar of every audit event type: igris' own (`tool_call`, `policy.published`, ...) and
-# those ingestion accepts from other gateways (governance/ingest/items.py). No stored event has a
+# those ingestion accepts from other gateways (compliance/ingest/items.py). No stored event has a
 # type outside it, so a filter naming one is a mistake to report, not an empty result. Use with
 # `.match` (`\Z`, not `$`, which would let a trailing newline through).
 EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.:-]{0,99}\Z")

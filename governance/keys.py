@@ -17,7 +17,7 @@ from typing import Any
 from django.utils import timezone
 
 from governance import crypto
-from governance.hotstate.base import RateCheck, RateResult
+from governance.runtime.hotstate.base import RateCheck, RateResult
 
 KEY_FLAG_PREFIX = "apikey:changed:"
 
@@ -66,7 +66,7 @@ def bearer_token(header_value: str | None) -> str | None:
 
 def _load(prefix: str) -> tuple[Any, VerifiedKey] | None:
     from governance.models import Membership
-    from governance.selectors import unscoped_api_key_by_prefix
+    from governance.selectors.keys import unscoped_api_key_by_prefix
 
     key = unscoped_api_key_by_prefix(prefix=prefix)
     if key is None:
@@ -279,7 +279,7 @@ def announce_key_change(prefix: str) -> None:
     """Called after a revocation commits: evict here, and tell other processes."""
     if _verifier is not None:
         _verifier.invalidate(prefix)
-    from governance.hotstate.sync import publish_flag_sync
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     publish_flag_sync(KEY_FLAG_PREFIX + prefix, str(time.time()), ttl_s=3600)
 
@@ -361,7 +361,7 @@ class BadKeyGuard:
 
     def failed_sync(self, address: str) -> float | None:
         """`failed` for synchronous callers (REST API, ingestion)."""
-        from governance.hotstate.sync import rate_limit_sync
+        from governance.runtime.hotstate.sync import rate_limit_sync
 
         try:
             result = rate_limit_sync(self.check(address))

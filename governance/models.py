@@ -405,7 +405,7 @@ class AgentSession(models.Model):
     client_name = models.CharField(max_length=200, blank=True)
     client_version = models.CharField(max_length=100, blank=True)
     # 2026-07-28 era: the agent slot (key or user, server, client) this session is a generation
-    # of; a kill moves the slot to its next generation (governance.runtime_flags).
+    # of; a kill moves the slot to its next generation (governance.runtime.flags).
     slot = models.CharField(max_length=64, blank=True, db_index=True)
     generation = models.PositiveIntegerField(default=0)
     state = models.CharField(
@@ -508,7 +508,7 @@ class Anomaly(models.Model):
 
 
 class IngestProvider(models.TextChoices):
-    """The payload shapes /api/v1/ingest/<provider> reads (governance/ingest/providers.py)."""
+    """The payload shapes /api/v1/ingest/<provider> reads (compliance/ingest/providers.py)."""
 
     GENERIC = "generic", "igris JSON events"
     OTLP = "otlp", "OpenTelemetry (OTLP/HTTP JSON, GenAI conventions)"

@@ -18,6 +18,6 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("docs/reference/", api_docs, name="docs-reference"),
     path("", include("governance.api.urls")),
-    path("", include("compliance.api_urls")),
+    path("", include("compliance.api.urls")),
     re_path(r"^.*$", not_found_view),
 ]

@@ -13,26 +13,26 @@ log = logging.getLogger("igris.background")
 
 
 async def _listen_for_key_changes() -> None:
-    from governance.hotstate import get_hotstate
     from governance.keys import KEY_FLAG_PREFIX, get_verifier
+    from governance.runtime.flag_listener import follow_flags
+    from governance.runtime.hotstate import get_hotstate
 
     # The verifier is looked up on each change, not kept: keys.reset() may replace it.
-    while True:
-        try:
-            async with get_hotstate().subscribe_flags() as changes:
-                async for key, _value in changes:
-                    if key.startswith(KEY_FLAG_PREFIX):
-                        get_verifier().invalidate(key[len(KEY_FLAG_PREFIX) :])
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("flag listener failed; retrying in 1 s")
-            get_verifier().invalidate()
-            await asyncio.sleep(1.0)
+    def on_flag(key: str, _value: str | None) -> None:
+        if key.startswith(KEY_FLAG_PREFIX):
+            get_verifier().invalidate(key[len(KEY_FLAG_PREFIX) :])
+
+    await follow_flags(
+        get_hotstate,
+        on_flag,
+        on_break=lambda: get_verifier().invalidate(),
+        name="key flag listener",
+        log=log,
+    )
 
 
 async def start_background() -> list[asyncio.Task[Any]]:
-    from governance.hotstate.sync import register_loop
+    from governance.runtime.hotstate.sync import register_loop
 
     register_loop(asyncio.get_running_loop())
     tasks = [asyncio.create_task(_listen_for_key_changes(), name="igris-key-listener")]

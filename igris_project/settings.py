@@ -78,6 +78,9 @@ INSTALLED_APPS = [
     "compliance",
     "billing",
     "proxy",
+    # The wiring is an app too, for its management commands (igris_run, igris_prod,
+    # run_demo_upstream): the commands that start processes belong to no one domain app.
+    "igris_project",
 ]
 
 MIDDLEWARE = [

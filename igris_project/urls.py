@@ -10,7 +10,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/auth/", include("allauth.headless.urls")),
-    path("api/v1/ingest/", include("governance.ingest.urls")),
+    path("api/v1/ingest/", include("compliance.ingest.urls")),
     path("api/v1/", include("igris_project.api_urls")),
     path("", include("governance.urls", namespace="console")),
 ]

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
-from governance import runtime_flags as flags
+from governance.destructive import is_destructive_name
 from governance.policy import Decision
+from governance.runtime import flags
 from proxy import audit
 from proxy.catalog import Catalog
 from proxy.exchange import Exchange
@@ -30,7 +30,6 @@ from proxy.sessions import SessionRecorder
 
 log = logging.getLogger("igris.proxy.anomalies")
 
-DESTRUCTIVE_NAME = re.compile(r"^(delete|drop|truncate|destroy|purge)([_\-.]|$)", re.IGNORECASE)
 COOLDOWN_S = 300.0
 LOCAL_COOLDOWN_S = 30.0
 SPIKE_FACTOR = 3.0
@@ -45,7 +44,7 @@ SEVERITY = {
 
 
 def is_destructive(name: str | None, annotations: dict[str, Any] | None) -> bool:
-    if name and DESTRUCTIVE_NAME.match(name):
+    if is_destructive_name(name):
         return True
     ann = annotations or {}
     # MCP tool annotations are hints from the server (untrusted), used only to raise alerts here.
@@ -63,7 +62,7 @@ def is_spike(buckets: list[int]) -> bool:
 def _store(event: dict[str, Any], detail: dict[str, Any], auto_suspend: bool) -> None:
     from django.db import connection
 
-    from governance.services import anomaly_record
+    from governance.services.anomalies import anomaly_record
 
     try:
         anomaly_record(

@@ -20,11 +20,11 @@ from typing import Any
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from governance import runtime_flags as flags
-from governance.hotstate import RateCheck, RateResult, get_hotstate
 from governance.policy.engine import Decision
+from governance.runtime import flags
+from governance.runtime.hotstate import RateCheck, RateResult, get_hotstate
+from governance.runtime.standing import EPOCH_FLAG, ensure_standing
 from governance.ssrf import AddressPolicy
-from governance.standing import EPOCH_FLAG, ensure_standing
 from proxy import audit, eras, jsonrpc
 from proxy.anomalies import Detector
 from proxy.auth import AuthFailure, Principal, authenticate

@@ -15,12 +15,10 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from governance.events import AUDIT_STREAM
+from governance.events import AUDIT_STREAM, Actor, Envelope
 
 log = logging.getLogger("igris.proxy.audit")
 
@@ -78,21 +76,15 @@ def build_event(
     *,
     org_id: str,
     type: str,
-    actor: dict[str, Any],
+    actor: Actor,
     fields: dict[str, Any],
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The common envelope (governance.events); the call's columns travel in `data`, where the
-    audit writer lifts them into their own columns."""
-    return {
-        "id": str(uuid.uuid4()),
-        "org_id": org_id,
-        "type": type,
-        "source": "proxy",
-        "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
-        "actor": actor,
-        "data": {**(data or {}), **fields},
-    }
+    """The common envelope (governance.events.Envelope, the one shape of every audit event); the
+    call's columns travel in `data`, where the audit writer lifts them into their own columns."""
+    return Envelope(
+        org_id=org_id, type=type, source="proxy", actor=actor, data={**(data or {}), **fields}
+    ).as_dict()
 
 
 class AuditUnavailable(Exception):
@@ -132,7 +124,7 @@ class AuditRecorder:
 
     def __init__(self, *, embedded: bool, hotstate: Callable[[], Any]) -> None:
         self.embedded = embedded  # the embedded default: the database, not the stream
-        self.hotstate = hotstate  # this loop's hot state (governance.hotstate.get_hotstate)
+        self.hotstate = hotstate  # this loop's hot state (governance.runtime.hotstate.get_hotstate)
 
     async def record(self, event: dict[str, Any]) -> None:
         """Make `event` durable or raise AuditUnavailable."""

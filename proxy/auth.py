@@ -15,8 +15,9 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from governance.hotstate import get_hotstate
+from governance.events import Actor
 from governance.keys import KeyError_, bearer_token, client_address, get_bad_key_guard, get_verifier
+from governance.runtime.hotstate import get_hotstate
 from proxy import jsonrpc
 
 
@@ -50,10 +51,10 @@ class Principal:
     role: str | None = None
     allowed_server_ids: frozenset[str] = field(default_factory=frozenset)
 
-    def actor(self) -> dict[str, Any]:
+    def actor(self) -> Actor:
         if self.kind == "api_key":
-            return {"kind": "api_key", "id": self.key_id, "label": self.label}
-        return {"kind": "user", "id": str(self.user_id), "label": self.label}
+            return Actor(kind="api_key", id=self.key_id, label=self.label)
+        return Actor(kind="user", id=str(self.user_id), label=self.label)
 
 
 def public_base(scope: dict[str, Any], headers: dict[str, str]) -> str:

@@ -9,7 +9,7 @@ circuit and its failure opens it again.
 
 Cost on the hot path: each process decides from its own counters, so a call through a closed
 circuit is a dict lookup and no hot-state round trip. Only transitions touch the hot state:
-they are published as the flag `circuit:<server id>` (JSON, governance.runtime_flags.Circuit),
+they are published as the flag `circuit:<server id>` (JSON, governance.runtime.flags.Circuit),
 so the other processes open too and the API and console can show the state, and recorded as
 `upstream_circuit` audit events. Across processes the one trial is claimed with
 `set_if_absent` on `circuit-trial:<server id>`. A process started after a circuit opened
@@ -28,8 +28,8 @@ from typing import Any
 
 from django.conf import settings
 
-from governance import runtime_flags as flags
 from governance.events import SYSTEM
+from governance.runtime import flags
 from proxy import audit
 
 log = logging.getLogger("igris.proxy")
@@ -239,7 +239,7 @@ class Breakers:
         event = audit.build_event(
             org_id=server.org_id,
             type="upstream_circuit",
-            actor=SYSTEM.as_dict(),
+            actor=SYSTEM,
             fields={"server_id": server.id, "server_slug": server.slug},
             data=data,
         )

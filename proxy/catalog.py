@@ -48,7 +48,7 @@ def _observe(
     from django.db import connection
 
     from governance.models import Tool
-    from governance.services import tools_observe
+    from governance.services.tools import tools_observe
 
     try:
         drifted = tools_observe(org_id=org_id, server_id=server_id, tools=tools)

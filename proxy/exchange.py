@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from governance import runtime_flags as flags
-from governance.hotstate import RateCheck
 from governance.policy import Decision, PolicySnapshot
+from governance.runtime import flags
+from governance.runtime.hotstate import RateCheck
 from proxy import audit, eras
 from proxy.auth import Principal
 from proxy.jsonrpc import Message

@@ -14,8 +14,8 @@ import time
 
 from django.conf import settings
 
-from governance import runtime_flags as flags
 from governance.policy import Decision
+from governance.runtime import flags
 from proxy import eras, jsonrpc
 from proxy.breaker import Refusal
 from proxy.deps import ProxyDeps

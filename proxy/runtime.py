@@ -7,14 +7,14 @@ change, and has a TTL as a safety net.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from governance import runtime_flags as flags
+from governance.runtime import flags
+from governance.runtime.flag_listener import follow_flags
 from proxy.catalog import Catalog
 from proxy.ttlcache import TtlCache
 
@@ -46,26 +46,19 @@ class OrgConfig:
 def _load_server(org_id: str, slug: str) -> ServerConfig | None:
     from django.db import connection
 
-    from governance import crypto
     from governance.models import McpServer
+    from governance.upstream_auth import upstream_auth_header
 
     try:
         server = McpServer.objects.filter(org_id=uuid.UUID(org_id), slug=slug).first()
         if server is None:
             return None
-        header: tuple[str, str] | None = None
-        if server.auth_type != "none" and server.credential_encrypted:
-            secret = crypto.decrypt(bytes(server.credential_encrypted), context=str(server.id))
-            if server.auth_type == "bearer":
-                header = ("Authorization", f"Bearer {secret}")
-            else:
-                header = (server.auth_header_name, secret)
         return ServerConfig(
             str(server.id),
             str(server.org_id),
             server.slug,
             server.upstream_url,
-            header,
+            upstream_auth_header(server),
             server.connect_timeout_s,
             server.total_timeout_s,
             server.enabled,
@@ -165,28 +158,14 @@ class Runtime:
     async def listen(self, hotstate: Any) -> None:
         """Apply flag notifications until cancelled, subscribing again whenever the
         subscription breaks (hot state restarted or unreachable)."""
-        failures = 0
-        while True:
-            try:
-                async with hotstate.subscribe_flags() as changes:
-                    if failures:
-                        await self._catch_up(hotstate)
-                        log.info("proxy flag listener subscribed again")
-                    failures = 0
-                    async for key, value in changes:
-                        self.on_flag(key, value)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # One traceback per outage; the retries while it lasts are one line each.
-                log.log(
-                    logging.WARNING if failures else logging.ERROR,
-                    "proxy flag listener failed; dropping caches and retrying in 1 s",
-                    exc_info=not failures,
-                )
-                failures += 1
-                self.drop_caches()
-                await asyncio.sleep(1.0)
+        await follow_flags(
+            lambda: hotstate,
+            self.on_flag,
+            on_break=self.drop_caches,
+            on_resubscribe=lambda: self._catch_up(hotstate),
+            name="proxy flag listener",
+            log=log,
+        )
 
     async def _catch_up(self, hotstate: Any) -> None:
         """After a break, notifications may have been missed (pub/sub is at most once): caches

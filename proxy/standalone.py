@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from governance import runtime_flags as flags
+from governance.runtime import flags
 from proxy import eras, jsonrpc
 from proxy.auth import Principal
 from proxy.breaker import Refusal

@@ -81,7 +81,7 @@ def charlie(db):
 @pytest.fixture
 def acme(alice, bob):
     from governance.models import Membership
-    from governance.services import organization_create
+    from governance.services.organizations import organization_create
 
     org = organization_create(name="Acme", owner=alice, slug="acme")
     Membership.objects.create(org=org, user=bob, role="developer")
@@ -90,7 +90,7 @@ def acme(alice, bob):
 
 @pytest.fixture
 def globex(charlie):
-    from governance.services import organization_create
+    from governance.services.organizations import organization_create
 
     return organization_create(name="Globex", owner=charlie, slug="globex")
 
@@ -98,7 +98,7 @@ def globex(charlie):
 @pytest.fixture
 def acme_key(acme, alice):
     """An acme API key with every scope but admin: (ApiKey, plaintext)."""
-    from governance.services import api_key_create
+    from governance.services.api_keys import api_key_create
 
     return api_key_create(
         org=acme, actor=alice, name="acme agents", scopes=["proxy", "read", "write", "ingest"]
@@ -107,7 +107,7 @@ def acme_key(acme, alice):
 
 @pytest.fixture
 def globex_key(globex, charlie):
-    from governance.services import api_key_create
+    from governance.services.api_keys import api_key_create
 
     return api_key_create(
         org=globex, actor=charlie, name="globex agents", scopes=["proxy", "read", "write", "ingest"]

@@ -36,7 +36,7 @@ from compliance.audit.store import (
 from governance.events import AUDIT_STREAM
 
 if TYPE_CHECKING:
-    from governance.hotstate import HotState, StreamEntry
+    from governance.runtime.hotstate import HotState, StreamEntry
 
 log = logging.getLogger("igris.audit.writer")
 

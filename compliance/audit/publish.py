@@ -17,7 +17,7 @@ import orjson
 from compliance.models import audit_envelope
 
 if TYPE_CHECKING:
-    from governance.hotstate import HotState
+    from governance.runtime.hotstate import HotState
 
 log = logging.getLogger("igris.audit.writer")
 

@@ -45,7 +45,7 @@ from compliance.audit.rows import Incoming
 from compliance.audit.store import BatchResult, InsertMethod, db_call, store_batch
 
 if TYPE_CHECKING:
-    from governance.hotstate import HotState
+    from governance.runtime.hotstate import HotState
 
 # What callers have imported from here since the writer was one module.
 __all__ = [
@@ -218,7 +218,7 @@ async def run_forever(
     if linger_ms is None:
         linger_ms = int(settings.IGRIS_AUDIT_WRITER_LINGER_MS)
     if hotstate is None:
-        from governance.hotstate import get_hotstate
+        from governance.runtime.hotstate import get_hotstate
 
         hotstate = get_hotstate()
     stop = stop_event or asyncio.Event()
@@ -249,7 +249,7 @@ async def run_once(
 ) -> tuple[int, int]:
     """Drain the outbox and the stream until both are empty: (outbox stored, stream done)."""
     if hotstate is None:
-        from governance.hotstate import get_hotstate
+        from governance.runtime.hotstate import get_hotstate
 
         hotstate = get_hotstate()
     from_outbox = 0

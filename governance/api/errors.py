@@ -22,7 +22,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import set_rollback
 
 from governance.permissions import PermissionDenied as RoleDenied
-from governance.services.core import ServiceError
+from governance.services.base import ServiceError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 

@@ -3,6 +3,11 @@
 
 A fixed one-minute window with an atomic counter (one INCR per request), not DRF's sliding
 window, which rewrites a list of up to N timestamps in the cache on every request.
+
+Not the hot state's GCRA either: from a synchronous view, `rate_limit_sync` runs an event loop and
+opens (then closes) a Redis connection for each check, which suits the rare failed-key check in
+governance/keys.py but not every API request. Measured on the 2-core machine, Redis on localhost,
+300 calls each: `cache.incr` 175 us a call, `rate_limit_sync` 3,846 us a call.
 """
 
 from __future__ import annotations

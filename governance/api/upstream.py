@@ -22,9 +22,9 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from governance import crypto
-from governance.models import McpServer, UpstreamAuth
+from governance.models import McpServer
 from governance.ssrf import AddressPolicy, UnsafeUpstream, check_upstream_url
+from governance.upstream_auth import upstream_auth_header
 
 # The newest revision that still begins with `initialize` (MCP 2025-11-25, lifecycle).
 PROTOCOL_VERSION = "2025-11-25"
@@ -57,12 +57,8 @@ class ToolListing:
 
 
 def _auth_headers(server: McpServer) -> dict[str, str]:
-    if server.auth_type == UpstreamAuth.NONE or not server.credential_encrypted:
-        return {}
-    secret = crypto.decrypt(bytes(server.credential_encrypted), context=str(server.id))
-    if server.auth_type == UpstreamAuth.BEARER:
-        return {"Authorization": f"Bearer {secret}"}
-    return {server.auth_header_name: secret}
+    header = upstream_auth_header(server)
+    return dict([header]) if header else {}
 
 
 def _sse_messages(lines: Any) -> Any:

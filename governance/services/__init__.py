@@ -1,11 +1,6 @@
-"""State changes of the governance core (one service per change; see CONVENTIONS.md)."""
+"""State changes of the governance core, one module per domain (see CONVENTIONS.md).
 
-from __future__ import annotations
-
-from governance.services.console_extra import *  # noqa: F403
-from governance.services.core import *  # noqa: F403
-from governance.services.core import ServiceError, _check, _clean  # noqa: F401
-from governance.services.ingest import *  # noqa: F403
-from governance.services.policies import *  # noqa: F403
-from governance.services.sessions import *  # noqa: F403
-from governance.services.tools import *  # noqa: F403
+Import a service from its module (`governance.services.servers.server_create`): this package
+re-exports nothing, so each name has one import path. `base` holds `ServiceError` and the role
+check and validation every service shares.
+"""

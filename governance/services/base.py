@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 
 from governance.models import Organization
 from governance.permissions import Action, Role, require
-from governance.selectors import role_of
+from governance.selectors.members import role_of
 
 __all__ = ["ServiceError"]
 

@@ -79,8 +79,8 @@ def organization_update(*, org: Organization, actor: User, **changes: Any) -> Or
     }
     if diff:
         emit(org_id=org.id, type="org.updated", actor=actor_for_user(actor), data={"changes": diff})
-        from governance.hotstate.sync import publish_flag_sync
-        from governance.runtime_flags import policy_changed, server_changed
+        from governance.runtime.flags import policy_changed, server_changed
+        from governance.runtime.hotstate.sync import publish_flag_sync
 
         org_key = str(org.id)
         stamp = str(timezone.now().timestamp())

@@ -18,7 +18,7 @@ from governance.events import actor_for_user, emit
 from governance.models import Organization, PolicyDraft, PolicyVersion, User
 from governance.permissions import Action
 from governance.policy.rules import PolicyValidationError, validate_rules
-from governance.services.core import ServiceError, _check
+from governance.services.base import ServiceError, _check
 
 __all__ = [
     "PolicyRulesInvalid",
@@ -124,8 +124,8 @@ def _new_version(
             "rules": len(rules),
         },
     )
-    from governance.hotstate.sync import publish_flag_sync
-    from governance.runtime_flags import policy_changed
+    from governance.runtime.flags import policy_changed
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     transaction.on_commit(
         lambda: publish_flag_sync(policy_changed(org.id), str(number), ttl_s=3600)

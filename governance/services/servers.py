@@ -15,7 +15,7 @@ from governance import crypto
 from governance.events import actor_for_user, emit
 from governance.models import McpServer, Organization, UpstreamAuth, User
 from governance.permissions import Action
-from governance.selectors import server_circuits
+from governance.selectors.servers import server_circuits
 from governance.services.base import ServiceError, _check, _clean
 
 __all__ = [
@@ -63,8 +63,8 @@ def _check_auth_config(server: McpServer) -> None:
 
 
 def _announce_server_change(org_id: Any) -> None:
-    from governance.hotstate.sync import publish_flag_sync
-    from governance.runtime_flags import server_changed
+    from governance.runtime.flags import server_changed
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     org_key = str(org_id)
     transaction.on_commit(
@@ -157,8 +157,8 @@ def server_update(
 def server_circuit_reset(*, org: Organization, actor: User, server: McpServer) -> None:
     """Close an open circuit breaker by hand: every proxy process forwards to the server again
     at once (the breaker opens anew if the upstream keeps failing)."""
-    from governance.hotstate.sync import publish_flag_sync
-    from governance.runtime_flags import CIRCUIT_HALF_OPEN, CIRCUIT_OPEN, circuit, circuit_trial
+    from governance.runtime.flags import CIRCUIT_HALF_OPEN, CIRCUIT_OPEN, circuit, circuit_trial
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     _check(org, actor, Action.SERVERS_MANAGE)
     state = server_circuits(server_ids=[server.id])[str(server.id)]

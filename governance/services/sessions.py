@@ -11,7 +11,6 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from governance import runtime_flags as flags
 from governance.events import actor_for_user, emit
 from governance.models import (
     AgentSession,
@@ -24,7 +23,8 @@ from governance.models import (
     User,
 )
 from governance.permissions import Action
-from governance.services.core import ServiceError, _check
+from governance.runtime import flags
+from governance.services.base import ServiceError, _check
 
 __all__ = [
     "kill_lift",
@@ -41,7 +41,7 @@ FLAG_TTL_S: float | None = None
 
 
 def _announce(key: str, value: str | None) -> None:
-    from governance.hotstate.sync import publish_flag_sync
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     transaction.on_commit(lambda: publish_flag_sync(key, value, ttl_s=FLAG_TTL_S))
 

@@ -1,7 +1,7 @@
-"""Tool catalogue (rug-pull guard) and anomalies.
+"""Tool catalogue (rug-pull guard).
 
-The proxy reports what it sees (`tools_observe`, `anomaly_record`) from a background task; an
-operator approves a changed tool (`tool_approve`) after reading the diff.
+The proxy reports the tools it sees (`tools_observe`) from a background task; an operator
+approves a changed tool (`tool_approve`) after reading the diff.
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from governance import runtime_flags as flags
 from governance.events import SYSTEM, actor_for_user, emit
 from governance.models import (
-    AgentSession,
-    Anomaly,
     Organization,
-    SessionState,
     Tool,
     ToolState,
     User,
 )
 from governance.permissions import Action
-from governance.services.core import ServiceError, _check
+from governance.runtime import flags
+from governance.services.base import ServiceError, _check
 
-__all__ = ["anomaly_record", "tool_approve", "tool_fingerprint", "tools_observe"]
+__all__ = ["tool_approve", "tool_fingerprint", "tools_observe"]
 
 
 def tool_fingerprint(tool: dict[str, Any]) -> str:
@@ -45,7 +42,7 @@ def tool_fingerprint(tool: dict[str, Any]) -> str:
 
 
 def _announce_tools(server_id: Any) -> None:
-    from governance.hotstate.sync import publish_flag_sync
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     key = flags.tools_changed(server_id)
     transaction.on_commit(
@@ -148,53 +145,3 @@ def tool_approve(*, org: Organization, actor: User, tool: Tool) -> Tool:
     )
     _announce_tools(tool.server_id)
     return tool
-
-
-@transaction.atomic
-def anomaly_record(
-    *,
-    org_id: Any,
-    session_id: str | None,
-    server_slug: str,
-    kind: str,
-    severity: str,
-    tool: str | None,
-    detail: dict[str, Any],
-    event_id: Any,
-    auto_suspend: bool,
-) -> Anomaly | None:
-    """Store an anomaly the proxy detected (its audit event is already durable)."""
-    if Anomaly.objects.filter(event_id=event_id).exists():
-        return None
-    session = (
-        AgentSession.objects.filter(pk=session_id, org_id=org_id).first() if session_id else None
-    )
-    anomaly = Anomaly.objects.create(
-        org_id=org_id,
-        session=session,
-        server_slug=server_slug,
-        kind=kind,
-        severity=severity,
-        tool=(tool or "")[:200],
-        detail=detail,
-        event_id=event_id,
-    )
-    if auto_suspend and session_id:
-        reason = f"automatic: {kind}"
-        AgentSession.objects.filter(pk=session_id, org_id=org_id, state=SessionState.ACTIVE).update(
-            state=SessionState.SUSPENDED, state_reason=reason
-        )
-        emit(
-            org_id=org_id,
-            type="session.suspended",
-            actor=SYSTEM,
-            source="proxy",
-            data={"session_id": session_id, "reason": reason, "anomaly_id": anomaly.pk},
-        )
-        from governance.hotstate.sync import publish_flag_sync
-
-        # A 2026-07-28-era session is stopped on its slot (governance.runtime_flags).
-        slot = session.slot if session is not None else ""
-        key = flags.kill_slot(slot) if slot else flags.kill_session(session_id)
-        transaction.on_commit(lambda: publish_flag_sync(key, f"suspended:{reason}"))
-    return anomaly

@@ -8,36 +8,24 @@ from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from governance import services
-from governance.models import Anomaly, AnomalyStatus
+from governance.models import AnomalyStatus
 from governance.permissions import Action
-from governance.services.console_extra import anomaly_acknowledge, anomaly_resolve
+from governance.selectors.anomalies import (
+    anomalies_filtered_for_org,
+    anomaly_get_for_org,
+    anomaly_kinds_for_org,
+)
+from governance.services.anomalies import anomaly_acknowledge, anomaly_resolve
+from governance.services.base import ServiceError
 from governance.views.base import Console, console_render, org_required
 
 ANOMALIES_PER_PAGE = 50
 DETAIL_SUMMARY_CHARS = 140
-
-
-def _anomalies_for_org(console: Console, *, status: str, kind: str) -> QuerySet[Anomaly]:
-    qs = Anomaly.objects.filter(org=console.org).select_related("session", "resolved_by")
-    if status:
-        qs = qs.filter(status=status)
-    if kind:
-        qs = qs.filter(kind=kind)
-    return qs.order_by("-created_at", "-id")
-
-
-def _anomaly_get(console: Console, anomaly_id: int) -> Anomaly:
-    anomaly = Anomaly.objects.filter(org=console.org, pk=anomaly_id).first()
-    if anomaly is None:
-        raise Http404("no such anomaly in this organisation")
-    return anomaly
 
 
 def detail_summary(detail: Any) -> str:
@@ -60,18 +48,13 @@ def anomalies(request: HttpRequest, console: Console) -> HttpResponse:
     status = status if status in statuses else ""
     kind = request.GET.get("kind", "").strip()[:40]
     page = Paginator(
-        _anomalies_for_org(console, status=status, kind=kind), ANOMALIES_PER_PAGE
+        anomalies_filtered_for_org(org=console.org, status=status, kind=kind), ANOMALIES_PER_PAGE
     ).get_page(request.GET.get("page"))
     rows = [
         {"anomaly": a, "summary": detail_summary(a.detail), "detail_json": _pretty(a.detail)}
         for a in page.object_list
     ]
-    kinds = list(
-        Anomaly.objects.filter(org=console.org)
-        .order_by("kind")
-        .values_list("kind", flat=True)
-        .distinct()
-    )
+    kinds = anomaly_kinds_for_org(org=console.org)
     if kind and kind not in kinds:
         kinds.append(kind)
     query = request.GET.copy()
@@ -112,10 +95,10 @@ def _back(request: HttpRequest) -> HttpResponse:
 def anomaly_acknowledge_view(
     request: HttpRequest, console: Console, anomaly_id: int
 ) -> HttpResponse:
-    anomaly = _anomaly_get(console, anomaly_id)
+    anomaly = anomaly_get_for_org(org=console.org, anomaly_id=anomaly_id)
     try:
         anomaly_acknowledge(org=console.org, actor=console.user, anomaly=anomaly)
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Acknowledged the {anomaly.kind} anomaly.")
@@ -125,7 +108,7 @@ def anomaly_acknowledge_view(
 @require_POST
 @org_required(Action.ANOMALIES_MANAGE)
 def anomaly_resolve_view(request: HttpRequest, console: Console, anomaly_id: int) -> HttpResponse:
-    anomaly = _anomaly_get(console, anomaly_id)
+    anomaly = anomaly_get_for_org(org=console.org, anomaly_id=anomaly_id)
     try:
         anomaly_resolve(
             org=console.org,
@@ -133,7 +116,7 @@ def anomaly_resolve_view(request: HttpRequest, console: Console, anomaly_id: int
             anomaly=anomaly,
             note=request.POST.get("note", ""),
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Resolved the {anomaly.kind} anomaly.")

@@ -21,8 +21,8 @@ from django.utils.cache import add_never_cache_headers
 
 from governance.models import Membership, Organization, User
 from governance.permissions import Action, PermissionDenied, Role, role_can
-from governance.selectors import organizations_for_user
-from governance.services import ServiceError
+from governance.selectors.members import organizations_for_user
+from governance.services.base import ServiceError
 
 P = ParamSpec("P")
 

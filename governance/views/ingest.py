@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from governance import services
-from governance.ingest import signing
+from governance import ingest_signing as signing
 from governance.models import IngestProvider, IngestSource
 from governance.permissions import Action
 from governance.public_url import public_base_url
+from governance.selectors.ingest_sources import ingest_source_get_for_org, ingest_sources_for_org
+from governance.services import ingest_sources as ingest_source_services
+from governance.services.base import ServiceError
 from governance.views.base import (
     Console,
     add_service_error,
@@ -37,13 +39,6 @@ class IngestSourceForm(forms.Form):
     )
 
 
-def _source(console: Console, source_id: str) -> IngestSource:
-    source = IngestSource.objects.filter(org=console.org, pk=source_id).first()
-    if source is None:
-        raise Http404("no such ingest source in this organisation")
-    return source
-
-
 def may_manage(console: Console, source: IngestSource) -> bool:
     return console.can(Action.KEYS_MANAGE_ALL) or (
         console.can(Action.KEYS_MANAGE_OWN) and source.created_by_id == console.user.pk
@@ -52,7 +47,7 @@ def may_manage(console: Console, source: IngestSource) -> bool:
 
 @org_required(Action.KEYS_VIEW)
 def ingest_sources(request: HttpRequest, console: Console) -> HttpResponse:
-    sources = list(IngestSource.objects.filter(org=console.org).select_related("created_by"))
+    sources = ingest_sources_for_org(org=console.org)
     for source in sources:
         source.manageable = may_manage(console, source)  # type: ignore[attr-defined]
     return console_render(
@@ -89,13 +84,13 @@ def ingest_source_create(request: HttpRequest, console: Console) -> HttpResponse
     form = IngestSourceForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
-            source, secret = services.ingest_source_create(
+            source, secret = ingest_source_services.ingest_source_create(
                 org=console.org,
                 actor=console.user,
                 name=form.cleaned_data["name"],
                 provider=form.cleaned_data["provider"],
             )
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             add_service_error(form, exc)
         else:
             messages.success(request, f"Created the ingest source {source.name}.")
@@ -107,8 +102,10 @@ def ingest_source_create(request: HttpRequest, console: Console) -> HttpResponse
 @org_required(Action.KEYS_MANAGE_OWN)
 def ingest_source_rotate(request: HttpRequest, console: Console, source_id: str) -> HttpResponse:
     # Someone else's source without KEYS_MANAGE_ALL: the service refuses (403 page).
-    source, secret = services.ingest_source_rotate(
-        org=console.org, actor=console.user, source=_source(console, source_id)
+    source, secret = ingest_source_services.ingest_source_rotate(
+        org=console.org,
+        actor=console.user,
+        source=ingest_source_get_for_org(org=console.org, source_id=source_id),
     )
     messages.success(request, f"Rotated the secret of {source.name}; the old one is refused now.")
     return _secret_page(request, console, source, secret, rotated=True)
@@ -117,7 +114,7 @@ def ingest_source_rotate(request: HttpRequest, console: Console, source_id: str)
 @require_POST
 @org_required(Action.KEYS_MANAGE_OWN)
 def ingest_source_delete(request: HttpRequest, console: Console, source_id: str) -> HttpResponse:
-    source = _source(console, source_id)
-    services.ingest_source_delete(org=console.org, actor=console.user, source=source)
+    source = ingest_source_get_for_org(org=console.org, source_id=source_id)
+    ingest_source_services.ingest_source_delete(org=console.org, actor=console.user, source=source)
     messages.success(request, f"Deleted {source.name}. Its requests are refused from now on.")
     return redirect("console:ingest_sources")

@@ -8,12 +8,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from governance import services
 from governance.forms import ApiKeyForm
 from governance.models import ApiKey
 from governance.permissions import Action
 from governance.public_url import proxy_url, public_base_url
-from governance.selectors import api_key_get_for_org, api_keys_for_org, servers_for_org
+from governance.selectors.keys import api_key_get_for_org, api_keys_for_org
+from governance.selectors.servers import servers_for_org
+from governance.services.api_keys import api_key_create, api_key_revoke
+from governance.services.base import ServiceError
 from governance.views.base import (
     Console,
     add_service_error,
@@ -50,7 +52,7 @@ def key_create(request: HttpRequest, console: Console) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            key, plaintext = services.api_key_create(
+            key, plaintext = api_key_create(
                 org=console.org,
                 actor=console.user,
                 name=data["name"],
@@ -59,7 +61,7 @@ def key_create(request: HttpRequest, console: Console) -> HttpResponse:
                 allowed_server_ids=[server.pk for server in data["allowed_servers"]],
                 tags=data["tags"],
             )
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             add_service_error(form, exc, {"expires_at": "expires_on"})
         else:
             # The plaintext lives only in this response: not in a URL, not in the session.
@@ -88,8 +90,8 @@ def key_create(request: HttpRequest, console: Console) -> HttpResponse:
 def key_revoke(request: HttpRequest, console: Console, key_id: str) -> HttpResponse:
     key = api_key_get_for_org(org=console.org, key_id=key_id)
     try:
-        services.api_key_revoke(org=console.org, actor=console.user, key=key)
-    except services.ServiceError as exc:
+        api_key_revoke(org=console.org, actor=console.user, key=key)
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Revoked {key.name} ({key.display}). It stops working now.")

@@ -8,18 +8,20 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from governance import services
 from governance.forms import InvitationForm, MemberRoleForm, role_choices
 from governance.middleware import SESSION_ORG_KEY
 from governance.models import Invitation
 from governance.permissions import ROLE_DESCRIPTIONS, Action, Role
 from governance.public_url import public_base_url
-from governance.selectors import (
+from governance.selectors.members import (
     invitation_get_for_org,
     invitations_open_for_org,
     member_get_for_org,
     members_for_org,
 )
+from governance.services import members as member_services
+from governance.services.base import ServiceError
+from governance.services.members import invitation_by_token, invitation_create, member_change_role
 from governance.views.base import Console, add_service_error, console_render, org_required
 
 
@@ -68,14 +70,14 @@ def member_invite(request: HttpRequest, console: Console) -> HttpResponse:
     form = InvitationForm(request.POST, actor_role=console.role)
     if form.is_valid():
         try:
-            invitation, _token = services.invitation_create(
+            invitation, _token = invitation_create(
                 org=console.org,
                 actor=console.user,
                 email=form.cleaned_data["email"],
                 role=form.cleaned_data["role"],
                 accept_url_base=public_base_url(request),
             )
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             add_service_error(form, exc)
         else:
             messages.success(
@@ -94,13 +96,13 @@ def member_role(request: HttpRequest, console: Console, membership_id: int) -> H
         messages.error(request, "Choose one of the listed roles.")
         return redirect("console:members")
     try:
-        services.member_change_role(
+        member_change_role(
             org=console.org,
             actor=console.user,
             membership=membership,
             role=form.cleaned_data["role"],
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"{membership.user.email} is now {form.cleaned_data['role']}.")
@@ -114,8 +116,8 @@ def member_remove(request: HttpRequest, console: Console, membership_id: int) ->
     if membership.user_id == console.user.pk:
         return member_leave(request)
     try:
-        services.member_remove(org=console.org, actor=console.user, membership=membership)
-    except services.ServiceError as exc:
+        member_services.member_remove(org=console.org, actor=console.user, membership=membership)
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Removed {membership.user.email} from {console.org.name}.")
@@ -126,8 +128,10 @@ def member_remove(request: HttpRequest, console: Console, membership_id: int) ->
 @org_required(Action.MEMBERS_VIEW)
 def member_leave(request: HttpRequest, console: Console) -> HttpResponse:
     try:
-        services.member_remove(org=console.org, actor=console.user, membership=console.membership)
-    except services.ServiceError as exc:
+        member_services.member_remove(
+            org=console.org, actor=console.user, membership=console.membership
+        )
+    except ServiceError as exc:
         messages.error(request, exc.message)
         return redirect("console:members")
     request.session.pop(SESSION_ORG_KEY, None)
@@ -140,8 +144,10 @@ def member_leave(request: HttpRequest, console: Console) -> HttpResponse:
 def invitation_revoke(request: HttpRequest, console: Console, invitation_id: str) -> HttpResponse:
     invitation = invitation_get_for_org(org=console.org, invitation_id=invitation_id)
     try:
-        services.invitation_revoke(org=console.org, actor=console.user, invitation=invitation)
-    except services.ServiceError as exc:
+        member_services.invitation_revoke(
+            org=console.org, actor=console.user, invitation=invitation
+        )
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Revoked the invitation for {invitation.email}.")
@@ -162,14 +168,14 @@ def _invitation_state(invitation: Invitation | None) -> str:
 
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     """The link from the invitation e-mail; works signed out too (it links to sign in/up)."""
-    invitation = services.invitation_by_token(token=token)
+    invitation = invitation_by_token(token=token)
     error = None
     if request.method == "POST":
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         try:
-            membership = services.invitation_accept(token=token, user=request.user)  # type: ignore[arg-type]
-        except services.ServiceError as exc:
+            membership = member_services.invitation_accept(token=token, user=request.user)  # type: ignore[arg-type]
+        except ServiceError as exc:
             error = exc.message
             if invitation is not None:
                 invitation.refresh_from_db()

@@ -9,7 +9,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from governance import services
 from governance.forms import (
     OrganizationCreateForm,
     OrganizationDeleteForm,
@@ -19,7 +18,13 @@ from governance.middleware import SESSION_ORG_KEY
 from governance.models import McpServer, Membership
 from governance.permissions import Action
 from governance.public_url import proxy_url, public_base_url
-from governance.selectors import servers_for_org
+from governance.selectors.servers import servers_for_org
+from governance.services.base import ServiceError
+from governance.services.organizations import (
+    organization_create,
+    organization_delete,
+    organization_update,
+)
 from governance.views.base import (
     Console,
     add_service_error,
@@ -62,12 +67,12 @@ def org_create(request: HttpRequest) -> HttpResponse:
     form = OrganizationCreateForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
-            org = services.organization_create(
+            org = organization_create(
                 name=form.cleaned_data["name"],
                 owner=request.user,  # type: ignore[arg-type]
                 slug=form.cleaned_data["slug"] or None,
             )
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             add_service_error(form, exc)
         else:
             request.session[SESSION_ORG_KEY] = str(org.id)
@@ -129,8 +134,8 @@ def org_settings(request: HttpRequest, console: Console) -> HttpResponse:
     form = OrganizationSettingsForm(request.POST)
     if form.is_valid():
         try:
-            services.organization_update(org=console.org, actor=console.user, **form.cleaned_data)
-        except services.ServiceError as exc:
+            organization_update(org=console.org, actor=console.user, **form.cleaned_data)
+        except ServiceError as exc:
             console.org.refresh_from_db()
             add_service_error(form, exc)
         else:
@@ -148,7 +153,7 @@ def org_delete(request: HttpRequest, console: Console) -> HttpResponse:
         form = OrganizationSettingsForm(initial=_settings_initial(console))
         return _render_settings(request, console, form, delete_form)
     name = org.name
-    services.organization_delete(org=org, actor=console.user)
+    organization_delete(org=org, actor=console.user)
     request.session.pop(SESSION_ORG_KEY, None)
     messages.success(request, f"Deleted {name} and everything in it.")
     return redirect("console:home")

@@ -9,7 +9,7 @@ from django.http import HttpRequest, HttpResponse
 
 from governance.middleware import SESSION_ORG_KEY
 from governance.permissions import Action
-from governance.selectors import servers_for_org
+from governance.selectors.servers import servers_for_org
 from governance.views.base import Console, console_render, org_required
 
 # The modern, sessionless era (MCP 2026-07-28): every request carries its protocol version and

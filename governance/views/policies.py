@@ -1,7 +1,7 @@
 """Policies: the page with the draft (readable list and JSON editor), saving the draft, publishing
 and the dry run. Versions, diffs and rollback are in `policy_versions`, the dry run's form and
-evaluation in `policy_dry_run`, rule display in `policy_display`; their views and public names are
-re-exported here so the URLconf and callers keep one import path."""
+evaluation in `policy_dry_run`, rule display in `policy_display`; the URLconf imports each view
+from its own module."""
 
 from __future__ import annotations
 
@@ -15,10 +15,19 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from governance import services
-from governance.models import ApiKey, PolicyDraft, PolicyVersion
+from governance.models import PolicyDraft
 from governance.permissions import Action
-from governance.selectors import servers_for_org
+from governance.selectors.keys import api_keys_active_for_org
+from governance.selectors.policies import (
+    policy_draft_for_org,
+    policy_version_numbers_for_org,
+    policy_version_rules,
+    policy_versions_listed_for_org,
+)
+from governance.selectors.servers import servers_for_org
+from governance.services import policies as policy_services
+from governance.services.base import ServiceError
+from governance.services.policies import PolicyRulesInvalid, policy_diff, policy_draft_update
 from governance.views.base import Console, add_service_error, console_render, org_required
 from governance.views.policy_display import (
     RULES_PER_PAGE,
@@ -27,41 +36,18 @@ from governance.views.policy_display import (
     _rate_text,
     diff_shown,
     rule_page,
-    rule_view,
 )
 from governance.views.policy_dry_run import DRAFT, DryRunForm, _explain
 from governance.views.policy_versions import (
     VERSIONS_ON_PAGE,
-    VERSIONS_PER_PAGE,
-    JsonArrayLength,
     NoteForm,
-    _versions,
-    policy_rollback,
-    policy_version,
-    policy_versions,
 )
 
-__all__ = [
-    "DRAFT",
-    "VERSIONS_ON_PAGE",
-    "VERSIONS_PER_PAGE",
-    "DraftForm",
-    "DryRunForm",
-    "JsonArrayLength",
-    "NoteForm",
-    "policies",
-    "policy_draft_save",
-    "policy_dry_run",
-    "policy_publish",
-    "policy_rollback",
-    "policy_version",
-    "policy_versions",
-    "rule_view",
-]
+__all__ = ["DraftForm", "policies", "policy_draft_save", "policy_dry_run", "policy_publish"]
 
 
 def _draft_rules(console: Console) -> tuple[PolicyDraft | None, list[dict[str, Any]]]:
-    draft = PolicyDraft.objects.filter(org=console.org).select_related("updated_by").first()
+    draft = policy_draft_for_org(org=console.org)
     return draft, list(draft.rules) if draft else []
 
 
@@ -100,21 +86,17 @@ def _render_policies(
 ) -> HttpResponse:
     org = console.org
     draft, draft_rules = _draft_rules(console)
-    versions = list(_versions(console)[:VERSIONS_ON_PAGE])
+    versions = list(policy_versions_listed_for_org(org=console.org)[:VERSIONS_ON_PAGE])
     latest = versions[0] if versions else None
-    latest_rules = (
-        PolicyVersion.objects.filter(pk=latest.pk).values_list("rules", flat=True).first()
-        if latest
-        else None
-    )
-    diff = services.policy_diff(latest_rules or [], draft_rules)
+    latest_rules = policy_version_rules(version=latest) if latest else None
+    diff = policy_diff(latest_rules or [], draft_rules)
     servers = list(servers_for_org(org=org))
     if dry_run_form is None:
         first = servers[0].slug if servers else ""
         dry_run_form = DryRunForm(
             initial={"policy": DRAFT, "method": "tools/call", "server": first},
             version_numbers=[v.number for v in versions],
-            keys=list(ApiKey.objects.filter(org=org, revoked_at__isnull=True).order_by("name")),
+            keys=api_keys_active_for_org(org=org),
         )
     manage = console.can(Action.POLICIES_MANAGE)
     # A long draft stays out of the editor until asked for: its JSON alone would grow the page
@@ -175,12 +157,12 @@ def policy_draft_save(request: HttpRequest, console: Console) -> HttpResponse:
         return _render_policies(request, console, draft_form=form)
     documents = form.cleaned_data["rules"]
     try:
-        services.policy_draft_update(org=console.org, actor=console.user, rules=documents)
-    except services.PolicyRulesInvalid as exc:
+        policy_draft_update(org=console.org, actor=console.user, rules=documents)
+    except PolicyRulesInvalid as exc:
         return _render_policies(
             request, console, draft_form=form, rule_errors=_located(exc.errors, documents)
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         add_service_error(form, exc)
         return _render_policies(request, console, draft_form=form)
     count = len(documents)
@@ -197,8 +179,8 @@ def policy_publish(request: HttpRequest, console: Console) -> HttpResponse:
         return redirect("console:policies")
     note = form.cleaned_data["note"]
     try:
-        version = services.policy_publish(org=console.org, actor=console.user, note=note)
-    except services.ServiceError as exc:
+        version = policy_services.policy_publish(org=console.org, actor=console.user, note=note)
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(
@@ -213,10 +195,8 @@ def policy_dry_run(request: HttpRequest, console: Console) -> HttpResponse:
     if not request.GET:
         return redirect(reverse("console:policies") + "#dry-run")
     org = console.org
-    numbers = list(
-        PolicyVersion.objects.filter(org=org).order_by("-number").values_list("number", flat=True)
-    )
-    keys = list(ApiKey.objects.filter(org=org, revoked_at__isnull=True).order_by("name"))
+    numbers = policy_version_numbers_for_org(org=org)
+    keys = api_keys_active_for_org(org=org)
     form = DryRunForm(request.GET, version_numbers=numbers, keys=keys)
     result = None
     if form.is_valid():

@@ -8,11 +8,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
-from governance import services
 from governance.forms import ServerForm
 from governance.permissions import Action
 from governance.public_url import proxy_url
-from governance.selectors import server_circuits, server_get_for_org, servers_for_org
+from governance.selectors.servers import server_circuits, server_get_for_org, servers_for_org
+from governance.services import servers as server_services
+from governance.services.base import ServiceError
+from governance.services.servers import server_update
 from governance.views.base import (
     Console,
     add_service_error,
@@ -42,13 +44,13 @@ def server_create(request: HttpRequest, console: Console) -> HttpResponse:
     form = ServerForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
-            server = services.server_create(
+            server = server_services.server_create(
                 org=console.org,
                 actor=console.user,
                 credential=form.credential_value(),
                 **form.service_fields(),
             )
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             add_service_error(form, exc)
         else:
             url = proxy_url(request, server.slug)
@@ -65,14 +67,14 @@ def server_edit(request: HttpRequest, console: Console, server_id: str) -> HttpR
     form = ServerForm(posted(request), server=server)
     if request.method == "POST" and form.is_valid():
         try:
-            server = services.server_update(
+            server = server_update(
                 org=console.org,
                 actor=console.user,
                 server=server,
                 credential=form.credential_value(),
                 **form.service_fields(),
             )
-        except services.ServiceError as exc:
+        except ServiceError as exc:
             add_service_error(form, exc)
         else:
             messages.success(request, f"Saved {server.name}.")
@@ -95,8 +97,8 @@ def server_edit(request: HttpRequest, console: Console, server_id: str) -> HttpR
 def server_circuit_reset(request: HttpRequest, console: Console, server_id: str) -> HttpResponse:
     server = server_get_for_org(org=console.org, server_id=server_id)
     try:
-        services.server_circuit_reset(org=console.org, actor=console.user, server=server)
-    except services.ServiceError as exc:
+        server_services.server_circuit_reset(org=console.org, actor=console.user, server=server)
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Reset the circuit breaker of {server.name}: calls go through.")
@@ -108,6 +110,6 @@ def server_circuit_reset(request: HttpRequest, console: Console, server_id: str)
 def server_delete(request: HttpRequest, console: Console, server_id: str) -> HttpResponse:
     server = server_get_for_org(org=console.org, server_id=server_id)
     name = server.name
-    services.server_delete(org=console.org, actor=console.user, server=server)
+    server_services.server_delete(org=console.org, actor=console.user, server=server)
     messages.success(request, f"Deleted {name}. Agents can no longer reach it through igris.")
     return redirect("console:servers")

@@ -9,48 +9,28 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from governance import services
-from governance.models import AgentSession, Anomaly, ApiKey, McpServer, SessionState
+from governance.models import AgentSession, McpServer, SessionState
 from governance.permissions import Action
-from governance.selectors import api_key_get_for_org, server_get_for_org, servers_for_org
+from governance.selectors.anomalies import anomalies_for_session
+from governance.selectors.keys import api_key_get_for_org, api_keys_active_for_org
+from governance.selectors.servers import server_get_for_org, servers_for_org
+from governance.selectors.sessions import session_detail_get_for_org, sessions_filtered_for_org
+from governance.services import sessions as session_services
+from governance.services.base import ServiceError
+from governance.services.sessions import (
+    kill_lift,
+    org_emergency_stop,
+    sessions_kill_for_key,
+    sessions_kill_for_server,
+)
 from governance.views.base import Console, console_render, org_required
 
 SESSIONS_PER_PAGE = 50
-
-
-# --- reads (tenant-scoped) ---------------------------------------------------------------------
-
-
-def _sessions_for_org(
-    console: Console, *, state: str = "", server_id: str = ""
-) -> QuerySet[AgentSession]:
-    qs = AgentSession.objects.filter(org=console.org).select_related("server", "key", "user")
-    if state:
-        qs = qs.filter(state=state)
-    if server_id:
-        qs = qs.filter(server_id=server_id)
-    return qs.order_by("-started_at", "id")
-
-
-def _session_get(console: Console, session_id: str) -> AgentSession:
-    session = (
-        AgentSession.objects.filter(org=console.org, pk=session_id)
-        .select_related("server", "key", "user")
-        .first()
-    )
-    if session is None:
-        raise Http404("no such session in this organisation")
-    return session
-
-
-def _stop_keys(console: Console) -> list[ApiKey]:
-    return list(ApiKey.objects.filter(org=console.org, revoked_at__isnull=True).order_by("name"))
 
 
 # --- forms -------------------------------------------------------------------------------------
@@ -94,7 +74,8 @@ def _render_sessions(
     filters = SessionFilterForm(request.GET or None, servers=servers)
     state, server_id = filters.value("state"), filters.value("server")
     page = Paginator(
-        _sessions_for_org(console, state=state, server_id=server_id), SESSIONS_PER_PAGE
+        sessions_filtered_for_org(org=console.org, state=state, server_id=server_id),
+        SESSIONS_PER_PAGE,
     ).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -110,7 +91,7 @@ def _render_sessions(
             "filtered": bool(state or server_id),
             "query": query.urlencode(),
             "servers": servers,
-            "keys": _stop_keys(console) if can_kill else [],
+            "keys": api_keys_active_for_org(org=console.org) if can_kill else [],
             "emergency_form": emergency_form or EmergencyStopForm(slug=console.org.slug),
             "here": request.get_full_path(),
         },
@@ -124,8 +105,8 @@ def sessions(request: HttpRequest, console: Console) -> HttpResponse:
 
 @org_required(Action.SESSIONS_VIEW)
 def session_detail(request: HttpRequest, console: Console, session_id: str) -> HttpResponse:
-    session = _session_get(console, session_id)
-    anomalies = Anomaly.objects.filter(org=console.org, session=session).order_by("-created_at")
+    session = session_detail_get_for_org(org=console.org, session_id=session_id)
+    anomalies = anomalies_for_session(org=console.org, session=session)
     return console_render(
         request,
         console,
@@ -158,15 +139,15 @@ def _short(session: AgentSession) -> str:
 @require_POST
 @org_required(Action.SESSIONS_KILL)
 def session_kill(request: HttpRequest, console: Console, session_id: str) -> HttpResponse:
-    session = _session_get(console, session_id)
+    session = session_detail_get_for_org(org=console.org, session_id=session_id)
     try:
-        services.session_kill(
+        session_services.session_kill(
             org=console.org,
             actor=console.user,
             session=session,
             reason=request.POST.get("reason", ""),
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Killed session {_short(session)}. Its next request is refused.")
@@ -176,15 +157,15 @@ def session_kill(request: HttpRequest, console: Console, session_id: str) -> Htt
 @require_POST
 @org_required(Action.SESSIONS_KILL)
 def session_suspend(request: HttpRequest, console: Console, session_id: str) -> HttpResponse:
-    session = _session_get(console, session_id)
+    session = session_detail_get_for_org(org=console.org, session_id=session_id)
     try:
-        services.session_suspend(
+        session_services.session_suspend(
             org=console.org,
             actor=console.user,
             session=session,
             reason=request.POST.get("reason", ""),
         )
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(
@@ -196,10 +177,10 @@ def session_suspend(request: HttpRequest, console: Console, session_id: str) -> 
 @require_POST
 @org_required(Action.SESSIONS_KILL)
 def session_resume(request: HttpRequest, console: Console, session_id: str) -> HttpResponse:
-    session = _session_get(console, session_id)
+    session = session_detail_get_for_org(org=console.org, session_id=session_id)
     try:
-        services.session_resume(org=console.org, actor=console.user, session=session)
-    except services.ServiceError as exc:
+        session_services.session_resume(org=console.org, actor=console.user, session=session)
+    except ServiceError as exc:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Resumed session {_short(session)}.")
@@ -228,7 +209,7 @@ def sessions_stop(request: HttpRequest, console: Console) -> HttpResponse:
             except Http404:
                 messages.error(request, "Choose one of the organisation's API keys.")
                 return redirect("console:sessions")
-            count = services.sessions_kill_for_key(org=org, actor=actor, key=key, reason=reason)
+            count = sessions_kill_for_key(org=org, actor=actor, key=key, reason=reason)
             messages.success(
                 request,
                 f"Stopped the API key {key.name}: killed {_plural(count)}; "
@@ -240,9 +221,7 @@ def sessions_stop(request: HttpRequest, console: Console) -> HttpResponse:
             except Http404:
                 messages.error(request, "Choose one of the organisation's MCP servers.")
                 return redirect("console:sessions")
-            count = services.sessions_kill_for_server(
-                org=org, actor=actor, server=server, reason=reason
-            )
+            count = sessions_kill_for_server(org=org, actor=actor, server=server, reason=reason)
             messages.success(
                 request,
                 f"Stopped {server.name}: killed {_plural(count)}; "
@@ -252,9 +231,7 @@ def sessions_stop(request: HttpRequest, console: Console) -> HttpResponse:
             form = EmergencyStopForm(request.POST, slug=org.slug)
             if not form.is_valid():
                 return _render_sessions(request, console, emergency_form=form)
-            count = services.org_emergency_stop(
-                org=org, actor=actor, reason=form.cleaned_data["reason"]
-            )
+            count = org_emergency_stop(org=org, actor=actor, reason=form.cleaned_data["reason"])
             messages.warning(
                 request,
                 f"Emergency stop: killed {_plural(count)}. Every agent of {org.name} is refused "
@@ -262,7 +239,7 @@ def sessions_stop(request: HttpRequest, console: Console) -> HttpResponse:
             )
         else:
             messages.error(request, "Choose what to stop: an API key, a server or everything.")
-    except services.ServiceError as exc:
+    except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("console:sessions")
 
@@ -273,10 +250,8 @@ def sessions_lift(request: HttpRequest, console: Console) -> HttpResponse:
     """Lift a stop. The target is "org", "key:<id>" or "server:<id>"."""
     scope, _, target_id = request.POST.get("target", "").partition(":")
     try:
-        services.kill_lift(
-            org=console.org, actor=console.user, scope=scope, target_id=target_id or None
-        )
-    except services.ServiceError as exc:
+        kill_lift(org=console.org, actor=console.user, scope=scope, target_id=target_id or None)
+    except ServiceError as exc:
         messages.error(request, exc.message)
     except (ValidationError, ValueError, TypeError):
         messages.error(request, "Choose a stop to lift.")

@@ -102,7 +102,7 @@ def olga(acme):
 
 
 def make_key(org, actor, scopes, name="test key", **kwargs):
-    from governance.services import api_key_create
+    from governance.services.api_keys import api_key_create
 
     return api_key_create(org=org, actor=actor, name=name, scopes=scopes, **kwargs)
 
@@ -167,17 +167,21 @@ def tool_call(org, seq_hint: int = 0, **data: Any) -> dict[str, Any]:
 def world(acme, alice, bob):
     """acme with one of everything: a server with a tool, a key, a session, an anomaly, an open
     invitation, a published policy (v1) and a draft."""
-    from governance import services
     from governance.models import AgentSession, Anomaly, Membership, Tool
+    from governance.services.ingest_sources import ingest_source_create
+    from governance.services.members import invitation_create
+    from governance.services.policies import policy_draft_update, policy_publish
+    from governance.services.servers import server_create
+    from governance.services.tools import tools_observe
 
-    server = services.server_create(
+    server = server_create(
         org=acme,
         actor=alice,
         name="Files",
         slug="files",
         upstream_url="http://127.0.0.1:9/mcp",
     )
-    services.tools_observe(
+    tools_observe(
         org_id=acme.id,
         server_id=server.id,
         tools=[
@@ -197,19 +201,17 @@ def world(acme, alice, bob):
     anomaly = Anomaly.objects.create(
         org=acme, session=session, server_slug="files", kind="rate_spike", tool="read_file"
     )
-    invitation, _ = services.invitation_create(
+    invitation, _ = invitation_create(
         org=acme, actor=alice, email="newcomer@acme.test", role="developer"
     )
-    services.policy_draft_update(
+    policy_draft_update(
         org=acme,
         actor=alice,
         rules=[{"id": "deny-delete", "action": "deny", "match": {"tools": ["delete_*"]}}],
     )
-    version = services.policy_publish(org=acme, actor=alice, note="first")
+    version = policy_publish(org=acme, actor=alice, note="first")
     target = member(acme, "frank@acme.test", "auditor")
-    source, _ = services.ingest_source_create(
-        org=acme, actor=alice, name="portkey prod", provider="portkey"
-    )
+    source, _ = ingest_source_create(org=acme, actor=alice, name="portkey prod", provider="portkey")
     return SimpleNamespace(
         source=source,
         server=server,

@@ -139,7 +139,7 @@ def test_the_csv_export_has_a_header_and_neutralises_formulas(api, events):
 
 
 def test_the_export_reads_rows_in_chunks(api, acme, world, monkeypatch):
-    from compliance import api as compliance_api
+    from compliance.api import events as compliance_api
     from compliance.audit.writer import append_events
 
     append_events([tool_call(acme, tool=f"t{i}") for i in range(7)])
@@ -166,7 +166,7 @@ def test_under_asgi_the_export_is_streamed_chunk_by_chunk(acme, admin_key, monke
     from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
-    from compliance import api as compliance_api
+    from compliance.api import events as compliance_api
     from compliance.audit.writer import append_events
 
     append_events([tool_call(acme, tool=f"t{i}") for i in range(5)])

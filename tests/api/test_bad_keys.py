@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import governance.hotstate
+import governance.runtime.hotstate
 from governance import keys
 
 LIMIT = 3
@@ -17,9 +17,9 @@ def backend(request, settings):
     keys.reset()
     if request.param == "memory":
         settings.REDIS_URL = ""
-    governance.hotstate.reset_hotstate()  # the next use builds the chosen backend
+    governance.runtime.hotstate.reset_hotstate()  # the next use builds the chosen backend
     yield request.param
-    governance.hotstate.reset_hotstate()
+    governance.runtime.hotstate.reset_hotstate()
     keys.reset()
 
 

@@ -117,7 +117,7 @@ def test_a_revoked_or_expired_key_is_refused_with_its_reason(client, acme, alice
     from django.utils import timezone
 
     from governance.models import ApiKey
-    from governance.services import api_key_revoke
+    from governance.services.api_keys import api_key_revoke
 
     key, token = make_key(acme, alice, ["read"], name="old")
     api_key_revoke(org=acme, actor=alice, key=key)

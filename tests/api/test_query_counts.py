@@ -21,29 +21,29 @@ _n = itertools.count()
 def grow(kind: str, acme, alice, world, n: int) -> None:
     """Add n more rows to one list of acme."""
     from compliance.audit.writer import append_events
-    from governance import services
     from governance.models import AgentSession, Anomaly
+    from governance.services.ingest_sources import ingest_source_create
+    from governance.services.members import invitation_create
+    from governance.services.policies import policy_publish
+    from governance.services.servers import server_create
+    from governance.services.tools import tools_observe
 
     for _ in range(n):
         i = next(_n)
         if kind == "members":
             member(acme, f"m{i}@acme.test", "auditor")
         elif kind == "invitations":
-            services.invitation_create(
-                org=acme, actor=alice, email=f"i{i}@acme.test", role="auditor"
-            )
+            invitation_create(org=acme, actor=alice, email=f"i{i}@acme.test", role="auditor")
         elif kind == "api-keys":
             make_key(acme, alice, ["read"], name=f"k{i}", allowed_server_ids=[world.server.id])
         elif kind == "servers":
-            services.server_create(
+            server_create(
                 org=acme, actor=alice, name=f"S{i}", slug=f"srv-{i}", upstream_url="http://x.test/"
             )
         elif kind == "tools":
-            services.tools_observe(
-                org_id=acme.id, server_id=world.server.id, tools=[{"name": f"tool_{i}"}]
-            )
+            tools_observe(org_id=acme.id, server_id=world.server.id, tools=[{"name": f"tool_{i}"}])
         elif kind == "policies/versions":
-            services.policy_publish(org=acme, actor=alice, note=f"v{i}")
+            policy_publish(org=acme, actor=alice, note=f"v{i}")
         elif kind == "sessions":
             AgentSession.objects.create(
                 id=f"s-{i}",
@@ -57,7 +57,7 @@ def grow(kind: str, acme, alice, world, n: int) -> None:
         elif kind == "anomalies":
             Anomaly.objects.create(org=acme, kind="rate_spike", resolved_by=alice)
         elif kind == "ingest-sources":
-            services.ingest_source_create(org=acme, actor=alice, name=f"src{i}", provider="generic")
+            ingest_source_create(org=acme, actor=alice, name=f"src{i}", provider="generic")
         elif kind == "audit-events":
             append_events([tool_call(acme, session_id=f"s-{i}")])
 

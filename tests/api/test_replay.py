@@ -100,7 +100,7 @@ def test_replay_refuses_a_range_over_31_days(api, recorded):
 
 
 def test_replay_refuses_too_many_events(api, recorded, monkeypatch):
-    from compliance import api as compliance_api
+    from compliance.api import replay as compliance_api
 
     monkeypatch.setattr(compliance_api, "REPLAY_MAX_EVENTS", 6)
     response = api.post(

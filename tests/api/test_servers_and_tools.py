@@ -13,7 +13,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(scope="module")
 def demo_upstream():
     """A real MCP server, SSE answers (the SDK default)."""
-    from governance.demo.upstream import build_demo_app
+    from igris_project.demo.upstream import build_demo_app
 
     with serving(build_demo_app()) as port:
         yield f"http://127.0.0.1:{port}/mcp"
@@ -22,7 +22,7 @@ def demo_upstream():
 @pytest.fixture(scope="module")
 def drifted_upstream():
     """The same server answering with JSON, and with echo's description changed."""
-    from governance.demo.upstream import build_demo_app
+    from igris_project.demo.upstream import build_demo_app
 
     with serving(build_demo_app(json_response=True, drift=True)) as port:
         yield f"http://127.0.0.1:{port}/mcp"
@@ -108,8 +108,8 @@ def test_refreshing_tools_records_the_upstreams_catalogue(api, acme, demo_upstre
 def test_a_changed_tool_is_drifted_until_approved_with_the_diff(
     api, acme, demo_upstream, drifted_upstream
 ):
-    from governance.demo.upstream import ECHO_DESCRIPTION, ECHO_DRIFTED_DESCRIPTION
     from governance.models import Tool
+    from igris_project.demo.upstream import ECHO_DESCRIPTION, ECHO_DRIFTED_DESCRIPTION
 
     server = _server(api, demo_upstream)
     api.post(f"servers/{server['id']}/refresh-tools/")
@@ -169,8 +169,8 @@ def _open_circuit(server_id, failures: int = 5) -> None:
     """Publish an open circuit exactly as a proxy process does (proxy.breaker)."""
     import time
 
-    from governance import runtime_flags as flags
-    from governance.hotstate.sync import publish_flag_sync
+    from governance.runtime import flags
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     now = time.time()
     state = flags.Circuit(

@@ -12,10 +12,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def sessions(acme, world, alice):
-    from governance import services
     from governance.models import AgentSession
+    from governance.services.servers import server_create
 
-    other = services.server_create(
+    other = server_create(
         org=acme, actor=alice, name="Other", slug="other", upstream_url="http://x.test/"
     )
     AgentSession.objects.create(

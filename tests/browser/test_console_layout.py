@@ -201,7 +201,13 @@ def _fast_passwords(settings):
 
 def _populate(org: Organization, owner: User) -> SimpleNamespace:
     """Rows in every console list, with values as long as real ones get."""
-    from governance import services
+    from governance.services.api_keys import api_key_create, api_key_revoke
+    from governance.services.ingest_sources import ingest_source_create
+    from governance.services.members import invitation_accept, invitation_create
+    from governance.services.policies import policy_draft_update, policy_publish, policy_rollback
+    from governance.services.servers import server_create
+    from governance.services.sessions import sessions_kill_for_server
+    from governance.services.tools import tools_observe
 
     now = timezone.now()
     for email, role in [
@@ -209,20 +215,18 @@ def _populate(org: Organization, owner: User) -> SimpleNamespace:
         ("dave.auditor@acme.test", "auditor"),
         ("erin.chief-information-security-officer@acme-interplanetary.test", "ciso"),
     ]:
-        _invitation, token = services.invitation_create(
-            org=org, actor=owner, email=email, role=role
-        )
-        services.invitation_accept(token=token, user=_user(email))
+        _invitation, token = invitation_create(org=org, actor=owner, email=email, role=role)
+        invitation_accept(token=token, user=_user(email))
     # An admin with a long address creates some of the rows below: the lists show who did.
     olga = User.objects.get(email__startswith="olga.")
-    _invitation, token = services.invitation_create(
+    _invitation, token = invitation_create(
         org=org,
         actor=owner,
         email="newcomer-with-a-rather-long-address@subsidiary.acme-interplanetary.test",
         role="developer",
     )
     servers = [
-        services.server_create(
+        server_create(
             org=org,
             actor=owner,
             name=name,
@@ -236,7 +240,7 @@ def _populate(org: Organization, owner: User) -> SimpleNamespace:
             ("GitHub", "github"),
         ]
     ]
-    services.tools_observe(
+    tools_observe(
         org_id=org.id,
         server_id=servers[0].id,
         tools=[
@@ -266,9 +270,9 @@ def _populate(org: Organization, owner: User) -> SimpleNamespace:
         ),
         ("laptop agent", ["proxy"], {"tags": ["dev"]}),
     ]:
-        key, _ = services.api_key_create(org=org, actor=olga, name=name, scopes=scopes, **extra)
+        key, _ = api_key_create(org=org, actor=olga, name=name, scopes=scopes, **extra)
         keys.append(key)
-    services.api_key_revoke(org=org, actor=owner, key=keys[2])
+    api_key_revoke(org=org, actor=owner, key=keys[2])
     rules = [
         {
             "id": "deny-destructive-tools-on-production-customer-records",
@@ -292,18 +296,18 @@ def _populate(org: Organization, owner: User) -> SimpleNamespace:
         },
         {"id": "allow-rest", "action": "allow"},
     ]
-    services.policy_draft_update(org=org, actor=owner, rules=rules[1:])
-    services.policy_publish(org=org, actor=owner, note="first rules")
-    services.policy_draft_update(org=org, actor=owner, rules=rules)
-    services.policy_publish(
+    policy_draft_update(org=org, actor=owner, rules=rules[1:])
+    policy_publish(org=org, actor=owner, note="first rules")
+    policy_draft_update(org=org, actor=owner, rules=rules)
+    policy_publish(
         org=org,
         actor=olga,
         note="Block destructive tools on the production customer records after the incident",
     )
-    rollback = services.policy_rollback(
+    rollback = policy_rollback(
         org=org, actor=owner, number=1, note="v2 blocked the nightly reconciliation job"
     )
-    services.policy_draft_update(org=org, actor=owner, rules=rules)
+    policy_draft_update(org=org, actor=owner, rules=rules)
     sessions = []
     for i, (state, era, client) in enumerate(
         [
@@ -364,9 +368,9 @@ def _populate(org: Organization, owner: User) -> SimpleNamespace:
             resolved_by=owner if status == "resolved" else None,
         )
     for name, provider in [("portkey prod", "portkey"), ("Datadog LLM spans (eu)", "datadog")]:
-        services.ingest_source_create(org=org, actor=olga, name=name, provider=provider)
+        ingest_source_create(org=org, actor=olga, name=name, provider=provider)
     # A standing stop, so the sessions page offers to lift it.
-    services.sessions_kill_for_server(
+    sessions_kill_for_server(
         org=org, actor=owner, server=servers[2], reason="the upstream leaks tokens"
     )
     return SimpleNamespace(
@@ -497,9 +501,9 @@ def test_the_playground_with_a_tool_s_answer_fits_the_window(
 ):
     """The playground lists tools and shows answers only when it reaches the proxy, so this one
     runs against igris' whole ASGI application and the demo upstream."""
-    from governance import services
+    from governance.services.organizations import organization_update
 
-    services.organization_update(org=acme, actor=alice, name=LONG_ORG_NAME, default_posture="allow")
+    organization_update(org=acme, actor=alice, name=LONG_ORG_NAME, default_posture="allow")
     context = _signed_in(browser, igris_base, alice, WIDTHS[width])
     tab = context.new_page()
     try:

@@ -13,9 +13,11 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from governance import services
-from governance.demo.upstream import build_demo_app
 from governance.models import AgentSession, Anomaly, PolicyVersion
+from governance.services.organizations import organization_update
+from governance.services.servers import server_create
+from governance.services.sessions import kill_lift, org_emergency_stop
+from igris_project.demo.upstream import build_demo_app
 from tests.conftest import PASSWORD
 from tests.support import serving
 
@@ -47,7 +49,7 @@ def igris_base(transactional_db):
 @pytest.fixture
 def demo_server(acme, alice):
     with serving(build_demo_app()) as port:
-        yield services.server_create(
+        yield server_create(
             org=acme,
             actor=alice,
             name="Demo tools",
@@ -86,7 +88,7 @@ def test_the_playground_calls_tools_through_the_proxy_and_shows_a_denial(
     tab, shots, alice, acme, demo_server
 ):
     # Until a policy exists, the organisation's posture decides: allow everything.
-    services.organization_update(org=acme, actor=alice, default_posture="allow")
+    organization_update(org=acme, actor=alice, default_posture="allow")
     _sign_in(tab, "alice@acme.test")
 
     tab.click("nav >> text=Playground")
@@ -188,12 +190,12 @@ def test_the_playground_calls_tools_through_the_proxy_and_shows_a_denial(
 
 
 def test_a_killed_playground_session_gets_a_jsonrpc_error(tab, alice, acme, demo_server):
-    services.organization_update(org=acme, actor=alice, default_posture="allow")
+    organization_update(org=acme, actor=alice, default_posture="allow")
     _sign_in(tab, "alice@acme.test")
     tab.goto("/playground/?server=demo")
     expect(tab.locator(".pg-tool[data-tool=echo]")).to_be_visible()
 
-    services.org_emergency_stop(org=acme, actor=alice, reason="drill")
+    org_emergency_stop(org=acme, actor=alice, reason="drill")
     tab.click(".pg-tool[data-tool=echo]")
     tab.fill("#pg-arg-text", "anyone there?")
     for _ in range(RELIST_ATTEMPTS):
@@ -205,7 +207,7 @@ def test_a_killed_playground_session_gets_a_jsonrpc_error(tab, alice, acme, demo
     expect(tab.locator("[data-testid=pg-rpc-error]")).to_contain_text(
         "This session was killed by an operator: drill"
     )
-    services.kill_lift(org=acme, actor=alice, scope="org")
+    kill_lift(org=acme, actor=alice, scope="org")
 
 
 def test_the_sessions_and_anomalies_pages_render(tab, shots, alice, acme, demo_server, acme_key):

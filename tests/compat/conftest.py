@@ -126,7 +126,8 @@ def inspector_cli() -> list[str]:
 
 
 def publish(org: Any, actor: Any, rules: list[dict[str, Any]], posture: str = "deny") -> Any:
-    from governance.services import organization_update, policy_draft_update, policy_publish
+    from governance.services.organizations import organization_update
+    from governance.services.policies import policy_draft_update, policy_publish
 
     organization_update(org=org, actor=actor, default_posture=posture)
     policy_draft_update(org=org, actor=actor, rules=rules)
@@ -144,7 +145,7 @@ def drain_events(org_id: Any) -> list[dict[str, Any]]:
     from django.conf import settings
 
     from governance.events import AUDIT_STREAM
-    from governance.hotstate.redis import RedisHotState
+    from governance.runtime.hotstate.redis import RedisHotState
 
     async def read() -> list[tuple[str, dict[str, str]]]:
         hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
@@ -224,7 +225,7 @@ def mcp1_upstream(mcp1_python, tmp_path) -> Iterator[Mcp1Upstream]:
 @pytest.fixture
 def mcp1_server(acme, alice, mcp1_upstream):
     """The 1.x upstream registered as acme's McpServer `legacy1`."""
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     return server_create(
         org=acme,

@@ -18,8 +18,8 @@ from websockets.exceptions import InvalidStatus
 from compliance.audit.writer import drain_outbox, run_once
 from compliance.models import ChainHead
 from governance.events import Actor, Envelope
-from governance.hotstate import RedisHotState
 from governance.models import PendingEvent
+from governance.runtime.hotstate import RedisHotState
 from tests.conftest import login
 from tests.support import serving
 
@@ -87,14 +87,14 @@ async def head(org) -> int:
 
 @pytest.fixture
 def read_key(acme, alice):
-    from governance.services import api_key_create
+    from governance.services.api_keys import api_key_create
 
     return api_key_create(org=acme, actor=alice, name="watcher", scopes=["read"])[1]
 
 
 @pytest.fixture
 def globex_read_key(globex, charlie):
-    from governance.services import api_key_create
+    from governance.services.api_keys import api_key_create
 
     return api_key_create(org=globex, actor=charlie, name="watcher", scopes=["read"])[1]
 
@@ -314,7 +314,7 @@ async def test_an_idle_stream_gets_heartbeats(igris, settings, read_key):
 
 
 async def test_a_revoked_key_loses_its_feed(igris, settings, acme, alice):
-    from governance.services import api_key_create, api_key_revoke
+    from governance.services.api_keys import api_key_create, api_key_revoke
 
     settings.IGRIS_LIVE_HEARTBEAT_S = 0.2
     key, token = await sync_to_async(api_key_create)(
@@ -441,7 +441,7 @@ async def test_a_slow_consumer_gets_an_overflow_event_and_is_closed(
 
 
 async def test_keys_are_checked_before_anything_is_sent(igris, acme, alice, read_key):
-    from governance.services import api_key_create
+    from governance.services.api_keys import api_key_create
 
     _, proxy_only = await sync_to_async(api_key_create)(
         org=acme, actor=alice, name="agent", scopes=["proxy"]
@@ -610,7 +610,7 @@ async def test_the_websocket_takes_the_console_session_from_this_site_only(
 
 
 async def test_the_websocket_refuses_a_key_without_the_read_scope(igris, acme, alice):
-    from governance.services import api_key_create
+    from governance.services.api_keys import api_key_create
 
     _, proxy_only = await sync_to_async(api_key_create)(
         org=acme, actor=alice, name="agent", scopes=["proxy"]

@@ -29,9 +29,9 @@ from compliance.audit.writer import (
 from compliance.models import AppendOnlyError, AuditEvent, ChainHead, Checkpoint
 from compliance.services import checkpoint_create
 from governance.events import AUDIT_STREAM, Actor, Envelope
-from governance.hotstate import MemoryHotState, RedisHotState
 from governance.models import PendingEvent
-from governance.services import organization_update
+from governance.runtime.hotstate import MemoryHotState, RedisHotState
+from governance.services.organizations import organization_update
 
 AGENT = Actor(kind="api_key", id=str(uuid.uuid4()), label="acme agents")
 

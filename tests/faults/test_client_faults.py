@@ -167,7 +167,7 @@ async def _until(predicate, within: float) -> None:
 
 
 async def _hold_servers(acme, alice, urls: list[str]) -> None:
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     for n, url in enumerate(urls):
         await sync_to_async(server_create)(

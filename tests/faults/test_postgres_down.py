@@ -57,7 +57,7 @@ def audit_writer(database_url: str, log_dir: Path) -> Iterator[subprocess.Popen[
 
 async def _stream_length() -> int:
     from governance.events import AUDIT_STREAM
-    from governance.hotstate.redis import RedisHotState
+    from governance.runtime.hotstate.redis import RedisHotState
 
     hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
     try:
@@ -68,7 +68,7 @@ async def _stream_length() -> int:
 
 async def _drain_stream() -> None:
     from compliance.audit.writer import drain_stream
-    from governance.hotstate.redis import RedisHotState
+    from governance.runtime.hotstate.redis import RedisHotState
 
     hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
     try:

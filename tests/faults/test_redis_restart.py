@@ -28,9 +28,9 @@ from django.db import connections
 
 from compliance.audit.verify import verify_chain
 from compliance.models import AuditEvent
-from governance import runtime_flags as flags
-from governance.demo.upstream import build_demo_app
-from governance.hotstate import HotStateUnavailable, RedisHotState
+from governance.runtime import flags
+from governance.runtime.hotstate import HotStateUnavailable, RedisHotState
+from igris_project.demo.upstream import build_demo_app
 from proxy import jsonrpc
 from tests.conftest import free_port
 from tests.proxy.test_kill_switch import _post_call
@@ -282,7 +282,7 @@ async def test_a_subscription_that_lost_its_connection_ends_instead_of_missing_m
 async def test_the_proxy_fails_closed_while_redis_is_down_and_recovers_by_itself(
     acme, alice, acme_key
 ):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     await _publish(acme, alice, [], posture="allow")
     upstream = CountingUpstream()

@@ -26,7 +26,7 @@ from django.db import connection
 from compliance.audit.verify import verify_chain
 from compliance.audit.writer import GROUP
 from compliance.models import AuditEvent
-from governance.events import AUDIT_STREAM
+from governance.events import AUDIT_STREAM, Actor
 from proxy.audit import build_event
 from tests.proxy.test_multiprocess import ROOT, database_url, igris_env
 
@@ -45,7 +45,7 @@ def _envelope(org_id: str, n: int) -> bytes:
     event = build_event(
         org_id=org_id,
         type="tool_call",
-        actor={"kind": "api_key", "id": str(uuid.uuid4()), "label": "agents"},
+        actor=Actor(kind="api_key", id=str(uuid.uuid4()), label="agents"),
         fields={
             "server_slug": "demo",
             "method": "tools/call",

@@ -21,8 +21,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from governance.ingest import PROVIDERS, providers, signing
-from governance.ingest.items import IngestItem, PayloadError, Rejected
+from compliance.ingest import PROVIDERS, providers
+from compliance.ingest.items import IngestItem, PayloadError, Rejected
+from governance import ingest_signing as signing
 from tests.fuzz.profiles import FUZZ, scaled
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "ingest"
@@ -138,7 +139,7 @@ def test_arbitrary_bytes_never_escape_as_an_exception(provider: str, body: bytes
 
 @pytest.fixture
 def sources(db, acme, alice):
-    from governance.services.ingest import ingest_source_create
+    from governance.services.ingest_sources import ingest_source_create
 
     return {
         provider: ingest_source_create(

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import governance.hotstate
+import governance.runtime.hotstate
 from governance import keys
-from governance.demo.upstream import build_demo_app
+from igris_project.demo.upstream import build_demo_app
 from proxy.app import ProxyApp
 from tests.fuzz.profiles import scaled
 from tests.fuzz.test_jsonrpc_fuzz import bodies, messages
@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 @pytest.fixture
 def running(acme, alice, acme_key) -> Iterator[tuple[asyncio.AbstractEventLoop, ProxyApp, str]]:
     """A started ProxyApp on a loop of its own, in front of the demo upstream."""
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     with serving(build_demo_app()) as port:
         server_create(
@@ -47,7 +47,7 @@ def running(acme, alice, acme_key) -> Iterator[tuple[asyncio.AbstractEventLoop, 
             yield loop, app, acme_key[1]
         finally:
             loop.run_until_complete(app.shutdown())
-            loop.run_until_complete(governance.hotstate.close_hotstate())
+            loop.run_until_complete(governance.runtime.hotstate.close_hotstate())
             loop.close()
             keys.reset()
 

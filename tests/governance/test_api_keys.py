@@ -14,7 +14,9 @@ from governance import crypto
 from governance.keys import AsyncKeyVerifier, KeyError_, verify_key_sync
 from governance.models import ApiKey, PendingEvent
 from governance.permissions import PermissionDenied
-from governance.services import ServiceError, api_key_create, api_key_revoke, server_create
+from governance.services.api_keys import api_key_create, api_key_revoke
+from governance.services.base import ServiceError
+from governance.services.servers import server_create
 
 
 def test_a_new_key_has_the_documented_format_and_only_its_hash_is_stored(acme, alice):
@@ -158,8 +160,8 @@ async def test_the_async_verifier_caches_and_forgets_on_invalidation(acme_key):
 @pytest.mark.django_db(transaction=True)
 async def test_a_revocation_reaches_another_process_cache(acme, alice, acme_key, settings):
     """Two verifiers stand for two processes; the revocation travels through Redis."""
-    from governance.hotstate.redis import RedisHotState
     from governance.keys import KEY_FLAG_PREFIX
+    from governance.runtime.hotstate.redis import RedisHotState
 
     assert settings.REDIS_URL, "this test needs the Redis hot state"
     key, plaintext = acme_key

@@ -9,9 +9,13 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from governance import services
 from governance.middleware import SESSION_ORG_KEY
 from governance.models import ApiKey, Invitation, McpServer, Membership, Organization
+from governance.services import members as member_services
+from governance.services import servers as server_services
+from governance.services.api_keys import api_key_create
+from governance.services.members import invitation_create
+from governance.services.organizations import organization_create
 from tests.conftest import PASSWORD, _user, login
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def acme_server(acme, alice):
-    return services.server_create(
+    return server_services.server_create(
         org=acme,
         actor=alice,
         name="Acme tools",
@@ -31,9 +35,7 @@ def acme_server(acme, alice):
 @pytest.fixture
 def acme_invitation(acme, alice):
     """An open acme invitation for dave: (Invitation, token)."""
-    return services.invitation_create(
-        org=acme, actor=alice, email="dave@acme.test", role="developer"
-    )
+    return invitation_create(org=acme, actor=alice, email="dave@acme.test", role="developer")
 
 
 @pytest.fixture
@@ -42,7 +44,7 @@ def dave(db):
 
 
 def _bob_key(acme, bob):
-    return services.api_key_create(org=acme, actor=bob, name="bob laptop", scopes=["proxy"])
+    return api_key_create(org=acme, actor=bob, name="bob laptop", scopes=["proxy"])
 
 
 def _text(response) -> str:
@@ -156,7 +158,7 @@ def test_an_organisation_with_a_taken_or_bad_slug_is_refused(client, dave, acme)
 
 
 def test_switching_to_an_organisation_the_user_belongs_to(client, alice, acme):
-    second = services.organization_create(name="Acme Labs", owner=alice, slug="acme-labs")
+    second = organization_create(name="Acme Labs", owner=alice, slug="acme-labs")
     login(client, alice)
     response = client.post(reverse("console:org_switch"), {"org_id": str(second.id)})
     assert response.status_code == 302
@@ -483,7 +485,7 @@ def test_an_expired_invitation_cannot_be_accepted(client, acme, dave, acme_invit
 
 def test_a_revoked_invitation_cannot_be_accepted(client, acme, alice, dave, acme_invitation):
     invitation, token = acme_invitation
-    services.invitation_revoke(org=acme, actor=alice, invitation=invitation)
+    member_services.invitation_revoke(org=acme, actor=alice, invitation=invitation)
     login(client, dave)
     url = reverse("console:invitation_accept", args=[token])
     assert "This invitation was revoked." in _text(client.get(url))
@@ -699,7 +701,7 @@ def test_a_bad_server_form_shows_errors_and_writes_nothing(
 
 
 def test_editing_a_server_keeps_the_credential_when_left_blank(client, alice, acme):
-    server = services.server_create(
+    server = server_services.server_create(
         org=acme,
         actor=alice,
         credential="keep-me",
@@ -810,7 +812,7 @@ def test_the_members_page_query_count_does_not_grow_with_members(
 ):
     login(client, alice)
     for n in range(3):
-        services.invitation_create(org=acme, actor=alice, email=f"p{n}@acme.test", role="auditor")
+        invitation_create(org=acme, actor=alice, email=f"p{n}@acme.test", role="auditor")
         Membership.objects.create(org=acme, user=_user(f"m{n}@acme.test"), role="developer")
     client.get(reverse("console:members"))
     # layout + members with users + open invitations with inviters
@@ -824,7 +826,7 @@ def test_the_keys_page_query_count_does_not_grow_with_keys(
 ):
     login(client, alice)
     for n in range(4):
-        services.api_key_create(
+        api_key_create(
             org=acme,
             actor=alice,
             name=f"key {n}",
@@ -843,7 +845,7 @@ def test_the_servers_page_query_count_does_not_grow_with_servers(
 ):
     login(client, alice)
     for n in range(4):
-        services.server_create(
+        server_services.server_create(
             org=acme,
             actor=alice,
             name=f"server {n}",
@@ -873,9 +875,9 @@ def test_an_open_circuit_shows_on_the_server_pages_and_a_manager_resets_it(
 ):
     import time
 
-    from governance import runtime_flags as flags
-    from governance.hotstate.sync import publish_flag_sync
     from governance.models import PendingEvent
+    from governance.runtime import flags
+    from governance.runtime.hotstate.sync import publish_flag_sync
 
     now = time.time()
     opened = flags.Circuit(state="open", failures=5, opened_at=now, retry_at=now + 30)

@@ -7,11 +7,11 @@ import re
 import pytest
 from django.urls import reverse
 
-from governance import services
 from governance.models import IngestSource, PendingEvent
-from governance.services.ingest import ingest_source_secret
+from governance.services import ingest_sources as ingest_source_services
+from governance.services.ingest_sources import ingest_source_secret
+from tests.compliance.test_ingest import fixture, post
 from tests.conftest import _user, login
-from tests.governance.test_ingest import fixture, post
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +45,7 @@ def test_an_owner_adds_a_source_and_its_secret_works_once_shown(client, alice, a
 
 def test_bad_input_shows_field_errors_and_stores_nothing(client, alice, acme):
     login(client, alice)
-    services.ingest_source_create(org=acme, actor=alice, name="feed", provider="otlp")
+    ingest_source_services.ingest_source_create(org=acme, actor=alice, name="feed", provider="otlp")
     for data, field in (
         ({"name": "", "provider": "generic"}, "name"),
         ({"name": "x", "provider": "smoke-signals"}, "provider"),
@@ -58,7 +58,7 @@ def test_bad_input_shows_field_errors_and_stores_nothing(client, alice, acme):
 
 
 def test_rotating_refuses_the_old_secret_and_deleting_refuses_the_source(client, alice, acme):
-    source, old = services.ingest_source_create(
+    source, old = ingest_source_services.ingest_source_create(
         org=acme, actor=alice, name="feed", provider="generic"
     )
     login(client, alice)
@@ -78,7 +78,7 @@ def test_rotating_refuses_the_old_secret_and_deleting_refuses_the_source(client,
 
 
 def test_a_developer_manages_only_the_sources_they_added(client, alice, bob, acme):
-    alices, _ = services.ingest_source_create(
+    alices, _ = ingest_source_services.ingest_source_create(
         org=acme, actor=alice, name="alice's", provider="generic"
     )
     login(client, bob)  # developer
@@ -99,7 +99,7 @@ def test_a_developer_manages_only_the_sources_they_added(client, alice, bob, acm
 def test_a_ciso_sees_the_sources_but_changes_nothing_and_an_auditor_sees_none(client, alice, acme):
     from governance.models import Membership
 
-    source, _ = services.ingest_source_create(
+    source, _ = ingest_source_services.ingest_source_create(
         org=acme, actor=alice, name="feed", provider="generic"
     )
     auditor = _user("olga@acme.test")

@@ -11,8 +11,10 @@ import re
 import pytest
 from django.urls import reverse
 
-from governance import services
 from governance.models import Membership, PendingEvent, PolicyDraft, PolicyVersion
+from governance.services import policies as policy_services
+from governance.services.policies import policy_draft_update
+from governance.services.servers import server_create
 from tests.conftest import _user, login
 
 pytestmark = pytest.mark.django_db
@@ -56,12 +58,12 @@ def _events(org, kind: str) -> list[dict]:
 
 
 def _save(org, actor, rules):
-    return services.policy_draft_update(org=org, actor=actor, rules=rules)
+    return policy_draft_update(org=org, actor=actor, rules=rules)
 
 
 def _publish(org, actor, rules, note=""):
     _save(org, actor, rules)
-    return services.policy_publish(org=org, actor=actor, note=note)
+    return policy_services.policy_publish(org=org, actor=actor, note=note)
 
 
 @pytest.fixture
@@ -569,7 +571,7 @@ def test_the_policies_page_query_count_does_not_grow_with_versions(
 ):
     for n in range(4):
         _publish(acme, alice, RULES[: n + 1])
-    services.server_create(
+    server_create(
         org=acme, actor=alice, name="Prod DB", slug="prod-db", upstream_url="https://db.test/mcp"
     )
     login(client, alice)

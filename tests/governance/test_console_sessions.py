@@ -10,9 +10,10 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from governance import services
 from governance.middleware import SESSION_ORG_KEY
 from governance.models import AgentSession, Anomaly, Membership, PendingEvent
+from governance.services.base import ServiceError
+from governance.services.servers import server_create, server_update
 from tests.conftest import _user, login
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +35,7 @@ def _events(org, kind: str) -> list[dict]:
 
 @pytest.fixture
 def acme_server(acme, alice):
-    return services.server_create(
+    return server_create(
         org=acme,
         actor=alice,
         name="Acme tools",
@@ -45,7 +46,7 @@ def acme_server(acme, alice):
 
 @pytest.fixture
 def acme_db(acme, alice):
-    return services.server_create(
+    return server_create(
         org=acme, actor=alice, name="Acme DB", slug="acme-db", upstream_url="https://d.test/mcp"
     )
 
@@ -453,10 +454,10 @@ def test_charlie_gets_404_for_acme_anomalies(client, charlie, globex, anomalies)
 
 
 def test_the_anomaly_services_refuse_another_orgs_anomaly(charlie, globex, anomalies):
-    from governance.services.console_extra import anomaly_acknowledge
+    from governance.services.anomalies import anomaly_acknowledge
 
     spike, _drift = anomalies
-    with pytest.raises(services.ServiceError, match="No such anomaly"):
+    with pytest.raises(ServiceError, match="No such anomaly"):
         anomaly_acknowledge(org=globex, actor=charlie, anomaly=spike)
     spike.refresh_from_db()
     assert spike.status == "open"
@@ -488,7 +489,7 @@ def test_the_anomalies_page_query_count_does_not_grow_with_anomalies(
 def test_the_playground_page_hands_the_proxy_settings_to_its_script(
     client, bob, acme, acme_server, acme_db
 ):
-    services.server_update(org=acme, actor=bob, server=acme_db, enabled=False)
+    server_update(org=acme, actor=bob, server=acme_db, enabled=False)
     login(client, bob)
     home = _text(client.get(reverse("console:home")))
     assert f'href="{reverse("console:playground")}"' in home

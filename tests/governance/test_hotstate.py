@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-import governance.hotstate as hotstate_module
-from governance.hotstate import (
+import governance.runtime.hotstate as hotstate_module
+from governance.runtime.hotstate import (
     HotState,
     HotStateError,
     HotStateUnavailable,

@@ -9,7 +9,7 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from governance import services
+from governance.services import servers as server_services
 from tests.conftest import login
 
 HOST = "127.0.0.1:3300"
@@ -18,7 +18,7 @@ BASE = f"http://{HOST}"
 
 @pytest.fixture
 def acme_server(acme, alice):
-    return services.server_create(
+    return server_services.server_create(
         org=acme,
         actor=alice,
         name="Acme tools",
@@ -165,7 +165,7 @@ async def test_the_proxy_s_401_challenge_names_the_port_igris_is_served_on():
 def test_make_run_defaults_the_public_url_to_the_address_it_serves(
     settings, host, port, public_url, printed
 ):
-    from governance.management.commands.igris_run import adopt_public_url
+    from igris_project.management.commands.igris_run import adopt_public_url
 
     settings.IGRIS_PUBLIC_URL = ""
     assert adopt_public_url(host, port) == printed
@@ -173,7 +173,7 @@ def test_make_run_defaults_the_public_url_to_the_address_it_serves(
 
 
 def test_make_run_keeps_the_public_url_the_operator_set(settings):
-    from governance.management.commands.igris_run import adopt_public_url
+    from igris_project.management.commands.igris_run import adopt_public_url
 
     settings.IGRIS_PUBLIC_URL = "https://igris.example.com"
     assert adopt_public_url("127.0.0.1", 3300) == "https://igris.example.com"

@@ -3,7 +3,7 @@ objects: nothing of acme's is shown or changed. The route table is read from the
 configuration, so a new console route fails this test until it is classified here.
 
 (The REST API has its own table-driven sweep in tests/api/test_tenancy.py, the live feed in
-tests/compliance/test_live.py, the proxy in tests/proxy/, ingestion in tests/governance/
+tests/compliance/test_live.py, the proxy in tests/proxy/, ingestion in tests/compliance/
 test_ingest.py.)
 """
 
@@ -155,9 +155,9 @@ def test_charlie_s_pages_show_nothing_of_acme(client, charlie, globex, world, na
 
 
 def test_an_invitation_link_cannot_be_used_by_someone_else(client, charlie, acme, alice):
-    from governance import services
+    from governance.services.members import invitation_create
 
-    _invitation, token = services.invitation_create(
+    _invitation, token = invitation_create(
         org=acme, actor=alice, email="dave@acme.test", role="developer"
     )
     login(client, charlie)

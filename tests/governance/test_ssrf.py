@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from governance.models import McpServer
-from governance.services import ServiceError, server_create
+from governance.services.base import ServiceError
+from governance.services.servers import server_create
 from governance.ssrf import AddressPolicy, UnsafeUpstream, check_upstream_url, parse_networks
 
 

@@ -7,16 +7,19 @@ from django.core import mail
 from django.http import Http404
 from django.utils import timezone
 
-from governance import selectors
 from governance.models import Invitation, Membership, Organization, PendingEvent
 from governance.permissions import PermissionDenied
-from governance.services import (
-    ServiceError,
+from governance.selectors import keys as key_selectors
+from governance.selectors import members as member_selectors
+from governance.services.base import ServiceError
+from governance.services.members import (
     invitation_accept,
     invitation_create,
     invitation_revoke,
     member_change_role,
     member_remove,
+)
+from governance.services.organizations import (
     organization_create,
     organization_delete,
     organization_update,
@@ -45,7 +48,9 @@ def test_a_user_can_belong_to_several_organisations(acme, globex, alice, charlie
         org=globex, actor=charlie, email=alice.email, role="auditor"
     )
     invitation_accept(token=token, user=alice)
-    assert list(selectors.organizations_for_user(user=alice).values_list("slug", flat=True)) == [
+    assert list(
+        member_selectors.organizations_for_user(user=alice).values_list("slug", flat=True)
+    ) == [
         "acme",
         "globex",
     ]
@@ -206,15 +211,17 @@ def test_charlie_never_reaches_acme_objects_through_selectors(
     invitation, _ = invitation_create(org=acme, actor=alice, email="x@acme.test", role="auditor")
     alice_m = Membership.objects.get(org=acme, user=alice)
     with pytest.raises(Http404):
-        selectors.member_get_for_org(org=globex, membership_id=alice_m.pk)
+        member_selectors.member_get_for_org(org=globex, membership_id=alice_m.pk)
     with pytest.raises(Http404):
-        selectors.invitation_get_for_org(org=globex, invitation_id=invitation.pk)
+        member_selectors.invitation_get_for_org(org=globex, invitation_id=invitation.pk)
     with pytest.raises(Http404):
-        selectors.api_key_get_for_org(org=globex, key_id=acme_key[0].pk)
+        key_selectors.api_key_get_for_org(org=globex, key_id=acme_key[0].pk)
     with pytest.raises(Http404):
-        selectors.api_key_get_for_org(org=globex, key_id="not-a-uuid")
+        key_selectors.api_key_get_for_org(org=globex, key_id="not-a-uuid")
     assert (
-        not selectors.members_for_org(org=globex).filter(user__email__endswith="acme.test").exists()
+        not member_selectors.members_for_org(org=globex)
+        .filter(user__email__endswith="acme.test")
+        .exists()
     )
-    assert selectors.api_keys_for_org(org=globex).count() == 0
-    assert selectors.role_of(org=acme, user=charlie) is None
+    assert key_selectors.api_keys_for_org(org=globex).count() == 0
+    assert member_selectors.role_of(org=acme, user=charlie) is None

@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from governance.demo.upstream import build_demo_app
+from igris_project.demo.upstream import build_demo_app
 from tests.support import serving
 
 
@@ -34,7 +34,7 @@ def igris_url(transactional_db, settings) -> Iterator[str]:
 
 @pytest.fixture
 def demo_server(acme, alice, upstream_url):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     return server_create(
         org=acme, actor=alice, name="Demo tools", slug="demo", upstream_url=upstream_url

@@ -10,8 +10,9 @@ from django.db import connections
 from compliance.audit.verify import verify_chain
 from compliance.audit.writer import drain_outbox
 from compliance.models import AuditEvent
-from governance.hotstate import RedisHotState
+from governance.events import Actor
 from governance.models import PendingEvent
+from governance.runtime.hotstate import RedisHotState
 from proxy import audit
 from tests.conftest import free_port
 
@@ -23,7 +24,7 @@ async def test_an_event_the_stream_cannot_take_goes_to_the_outbox_and_into_the_c
     event = audit.build_event(
         org_id=str(acme.id),
         type="tool_call",
-        actor={"kind": "api_key", "id": None, "label": "agent"},
+        actor=Actor(kind="api_key", id=None, label="agent"),
         fields={"method": "tools/call", "tool": "echo", "result": "ok", "decision": "allow"},
     )
     try:

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-import governance.hotstate
+import governance.runtime.hotstate
 from governance import keys
-from governance.hotstate import MemoryHotState, RedisHotState
+from governance.runtime.hotstate import MemoryHotState, RedisHotState
 from proxy import jsonrpc
 from proxy.app import ProxyApp
 from tests.support import asgi_call
@@ -32,11 +32,11 @@ async def proxy(request, settings):
         if request.param == "memory"
         else RedisHotState(settings.REDIS_URL, settings.IGRIS_HOTSTATE_PREFIX)
     )
-    governance.hotstate.install_hotstate(hs)
+    governance.runtime.hotstate.install_hotstate(hs)
     keys.reset()
     app = ProxyApp()
     yield app
-    governance.hotstate.reset_hotstate()
+    governance.runtime.hotstate.reset_hotstate()
     keys.reset()
     await hs.close()
 

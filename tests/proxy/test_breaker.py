@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from governance import runtime_flags as flags
 from governance.events import AUDIT_STREAM
-from governance.hotstate import MemoryHotState
+from governance.runtime import flags
+from governance.runtime.hotstate import MemoryHotState
 from proxy.audit import AuditRecorder
 from proxy.breaker import Breakers, Refusal
 from proxy.runtime import ServerConfig

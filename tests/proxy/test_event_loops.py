@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-import governance.hotstate
+import governance.runtime.hotstate
 from tests.proxy.test_kill_switch import MODERN, _call, _post_call
 from tests.proxy.test_proxy_e2e import _publish
 from tests.support import asgi_call
@@ -70,20 +70,20 @@ async def test_two_event_loops_serve_one_application_side_by_side(
     first, second = proxies
     assert first.upstream is not second.upstream
     assert first.sessions is not second.sessions
-    await governance.hotstate.close_hotstate()
+    await governance.runtime.hotstate.close_hotstate()
 
 
 async def test_each_loop_gets_its_own_redis_hot_state_and_closing_one_leaves_the_other():
-    here = governance.hotstate.get_hotstate()
-    assert governance.hotstate.get_hotstate() is here
+    here = governance.runtime.hotstate.get_hotstate()
+    assert governance.runtime.hotstate.get_hotstate() is here
     there: list[Any] = []
 
     def other_loop() -> None:
         async def run() -> None:
-            instance = governance.hotstate.get_hotstate()
+            instance = governance.runtime.hotstate.get_hotstate()
             there.append(instance)
             await instance.set_flag("loops:other", "1")
-            await governance.hotstate.close_hotstate()
+            await governance.runtime.hotstate.close_hotstate()
 
         asyncio.run(run())
 
@@ -92,14 +92,14 @@ async def test_each_loop_gets_its_own_redis_hot_state_and_closing_one_leaves_the
     assert there and there[0] is not here
     # The other loop closed its own client; this loop's still works.
     assert await here.get_flags(["loops:other"]) == ["1"]
-    await governance.hotstate.close_hotstate()
-    assert governance.hotstate.get_hotstate() is not here
-    await governance.hotstate.close_hotstate()
+    await governance.runtime.hotstate.close_hotstate()
+    assert governance.runtime.hotstate.get_hotstate() is not here
+    await governance.runtime.hotstate.close_hotstate()
 
 
 def test_synchronous_code_is_told_to_use_the_sync_bridge_with_redis():
-    with pytest.raises(RuntimeError, match="governance.hotstate.sync"):
-        governance.hotstate.get_hotstate()
+    with pytest.raises(RuntimeError, match="governance.runtime.hotstate.sync"):
+        governance.runtime.hotstate.get_hotstate()
 
 
 async def test_an_internal_failure_is_a_json_rpc_error_never_a_500(

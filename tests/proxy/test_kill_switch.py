@@ -83,7 +83,7 @@ async def _sessions_of(key_id, count):
 async def test_a_killed_modern_session_ends_and_the_agents_next_call_opens_a_new_one(
     igris_url, demo_server, acme, alice, acme_key
 ):
-    from governance.services import session_kill
+    from governance.services.sessions import session_kill
 
     await _publish(acme, alice, [], posture="allow")
     async with httpx.AsyncClient(base_url=igris_url) as http:
@@ -121,7 +121,7 @@ async def test_a_killed_modern_session_ends_and_the_agents_next_call_opens_a_new
 async def test_an_sdk_agent_whose_modern_session_is_killed_mid_call_is_told_and_goes_on(
     igris_url, demo_server, acme, alice, acme_key
 ):
-    from governance.services import session_kill
+    from governance.services.sessions import session_kill
 
     await _publish(acme, alice, [], posture="allow")
     async with mcp_client(f"{igris_url}/proxy/demo/mcp", acme_key[1], mode="2026-07-28") as client:
@@ -144,7 +144,7 @@ async def test_an_sdk_agent_whose_modern_session_is_killed_mid_call_is_told_and_
 async def test_a_killed_legacy_session_is_told_to_start_over_and_a_new_one_works(
     igris_url, demo_server, acme, alice, acme_key
 ):
-    from governance.services import session_kill
+    from governance.services.sessions import session_kill
     from tests.proxy.test_streams import _legacy_session
 
     await _publish(acme, alice, [], posture="allow")
@@ -181,7 +181,7 @@ async def test_a_killed_legacy_session_is_told_to_start_over_and_a_new_one_works
 async def test_stopping_a_key_keeps_its_agents_out_until_lifted_then_they_start_afresh(
     igris_url, demo_server, acme, alice, acme_key
 ):
-    from governance.services import kill_lift, sessions_kill_for_key
+    from governance.services.sessions import kill_lift, sessions_kill_for_key
 
     await _publish(acme, alice, [], posture="allow")
     async with httpx.AsyncClient(base_url=igris_url) as http:
@@ -204,7 +204,7 @@ async def test_stopping_a_key_keeps_its_agents_out_until_lifted_then_they_start_
 async def test_a_suspended_session_is_refused_until_resumed(
     igris_url, demo_server, acme, alice, acme_key
 ):
-    from governance.services import session_resume, session_suspend
+    from governance.services.sessions import session_resume, session_suspend
 
     await _publish(acme, alice, [], posture="allow")
     async with httpx.AsyncClient(base_url=igris_url) as http:
@@ -224,7 +224,7 @@ async def test_an_emergency_stop_closes_a_stream_mid_call(
     igris_url, demo_server, acme, alice, acme_key
 ):
     """A legacy SSE stream of a slow call is cut within a second of the organisation's stop."""
-    from governance.services import kill_lift, org_emergency_stop
+    from governance.services.sessions import kill_lift, org_emergency_stop
 
     await _publish(acme, alice, [], posture="allow")
     async with mcp_client(f"{igris_url}/proxy/demo/mcp", acme_key[1], mode="legacy") as client:
@@ -320,9 +320,10 @@ async def test_a_denied_destructive_call_is_reported_as_attempted_and_denied(
 async def test_a_tool_whose_description_changed_is_blocked_until_approved(
     acme, alice, acme_key, transactional_db, igris_url
 ):
-    from governance.demo.upstream import build_demo_app
     from governance.models import Anomaly, Tool
-    from governance.services import server_create, tool_approve
+    from governance.services.servers import server_create
+    from governance.services.tools import tool_approve
+    from igris_project.demo.upstream import build_demo_app
     from tests.support import serving
 
     await _publish(acme, alice, [], posture="allow")
@@ -338,7 +339,7 @@ async def test_a_tool_whose_description_changed_is_blocked_until_approved(
             assert "echo" in {t.name for t in (await client.list_tools()).tools}
     with serving(build_demo_app(drift=True)) as port:
         from governance.models import McpServer
-        from governance.services import server_update
+        from governance.services.servers import server_update
 
         server = await sync_to_async(McpServer.objects.get)(slug="demo", org=acme)
         await sync_to_async(server_update)(
@@ -366,7 +367,7 @@ async def test_an_anomaly_can_suspend_the_session_automatically(
     igris_url, demo_server, acme, alice, acme_key
 ):
     from governance.models import AgentSession
-    from governance.services import organization_update
+    from governance.services.organizations import organization_update
 
     await _publish(acme, alice, [], posture="allow")
     await sync_to_async(organization_update)(org=acme, actor=alice, auto_suspend_on_anomaly=True)

@@ -152,7 +152,7 @@ async def _until(predicate) -> float:
 
 
 async def test_a_publish_and_a_kill_reach_every_process(demo_server, acme, alice, acme_key):
-    from governance.services import sessions_kill_for_key
+    from governance.services.sessions import sessions_kill_for_key
 
     await _publish(acme, alice, [], posture="allow")
     with igris_process() as one, igris_process() as two:

@@ -30,7 +30,7 @@ async def test_a_snapshot_handed_another_organisations_call_denies_through_the_p
     """If the proxy ever looked up the wrong organisation's policy, the snapshot refuses to
     apply it: the call is denied and the audit record says why."""
     from governance.policy_store import snapshot_for_org
-    from governance.services import server_create
+    from governance.services.servers import server_create
     from proxy.runtime import Runtime
 
     await _publish(acme, alice, [], posture="allow")
@@ -80,7 +80,7 @@ def _listing_upstream(tools: list[dict]):
 async def test_a_listed_tool_without_a_name_is_dropped_by_the_proxy(
     igris_url, acme, alice, acme_key
 ):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     await _publish(acme, alice, [], posture="allow")
     tools = [

@@ -21,7 +21,7 @@ async def _drain_events(org_id):
     from django.conf import settings
 
     from governance.events import AUDIT_STREAM
-    from governance.hotstate.redis import RedisHotState
+    from governance.runtime.hotstate.redis import RedisHotState
 
     hs = RedisHotState(settings.REDIS_URL, prefix=settings.IGRIS_HOTSTATE_PREFIX)
     try:
@@ -34,7 +34,8 @@ async def _drain_events(org_id):
 
 
 async def _publish(org, alice, rules, posture="deny"):
-    from governance.services import organization_update, policy_draft_update, policy_publish
+    from governance.services.organizations import organization_update
+    from governance.services.policies import policy_draft_update, policy_publish
 
     await sync_to_async(organization_update)(org=org, actor=alice, default_posture=posture)
     await sync_to_async(policy_draft_update)(org=org, actor=alice, rules=rules)
@@ -209,7 +210,7 @@ async def test_the_client_authorization_header_never_reaches_the_upstream(
     igris_url, acme, alice, acme_key
 ):
     """A recording upstream: it sees the server's own credential, never the agent's key."""
-    from governance.services import server_create
+    from governance.services.servers import server_create
     from tests.support import serving
 
     seen: list[dict[str, str]] = []
@@ -342,7 +343,7 @@ async def test_an_oversize_body_gets_413(igris_url, demo_server, acme_key):
 async def test_an_unreachable_upstream_is_a_clear_error_and_audited(
     igris_url, acme, alice, acme_key
 ):
-    from governance.services import server_create
+    from governance.services.servers import server_create
     from tests.conftest import free_port
 
     await sync_to_async(server_create)(

@@ -8,10 +8,10 @@ import logging
 import pytest
 from asgiref.sync import sync_to_async
 
-import governance.hotstate
+import governance.runtime.hotstate
 from governance import keys
-from governance.demo.upstream import build_demo_app
 from governance.events import AUDIT_STREAM
+from igris_project.demo.upstream import build_demo_app
 from igris_project.logs import JsonFormatter
 from proxy.app import ProxyApp
 from tests.conftest import login
@@ -32,7 +32,7 @@ def rendered_logs(caplog) -> str:
 
 
 async def audit_events(org_id) -> list[dict]:
-    hs = governance.hotstate.get_hotstate()
+    hs = governance.runtime.hotstate.get_hotstate()
     entries = await hs.stream_range(AUDIT_STREAM, "-", "+")
     events = [json.loads(fields["event"]) for _, fields in entries]
     return [e for e in events if e["org_id"] == str(org_id)]
@@ -40,7 +40,7 @@ async def audit_events(org_id) -> list[dict]:
 
 @pytest.fixture
 async def proxied(acme, alice):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     with serving(build_demo_app()) as port:
         await sync_to_async(server_create)(
@@ -58,7 +58,7 @@ async def proxied(acme, alice):
             yield app
         finally:
             await app.shutdown()
-            await governance.hotstate.close_hotstate()
+            await governance.runtime.hotstate.close_hotstate()
             keys.reset()
 
 
@@ -131,7 +131,7 @@ def test_the_upstream_credential_never_appears_in_answers_or_pages(
     client, acme, alice, acme_key, caplog
 ):
     from governance.models import User
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     caplog.set_level(logging.DEBUG)
     server = server_create(

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_concurrent_first_flushes_of_one_session_add_up(acme, acme_key):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     server = server_create(
         org=acme,

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from aiohttp.abc import AbstractResolver
 
-from governance.demo.upstream import build_demo_app
 from governance.ssrf import AddressPolicy, parse_networks
+from igris_project.demo.upstream import build_demo_app
 from proxy import jsonrpc
 from proxy.upstream import Upstream, UpstreamError
 from tests.proxy.test_kill_switch import _post_call

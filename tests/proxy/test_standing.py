@@ -8,8 +8,8 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
-from governance import runtime_flags as flags
-from governance.standing import EPOCH_FLAG, standing_flags
+from governance.runtime import flags
+from governance.runtime.standing import EPOCH_FLAG, standing_flags
 from tests.conftest import wipe_hot_state
 from tests.proxy.test_kill_switch import _post_call, _session_of
 from tests.proxy.test_proxy_e2e import _publish
@@ -25,21 +25,27 @@ async def _status(http, key: str) -> int:
 async def test_a_stop_survives_an_empty_hot_state(
     igris_url, demo_server, acme, alice, acme_key, scope
 ):
-    from governance import services
+    from governance.services.sessions import (
+        kill_lift,
+        org_emergency_stop,
+        session_kill,
+        sessions_kill_for_key,
+        sessions_kill_for_server,
+    )
 
     await _publish(acme, alice, [], posture="allow")
     key, plain = acme_key
     async with httpx.AsyncClient(base_url=igris_url, timeout=10) as http:
         assert await _status(http, plain) == 200
         if scope == "key":
-            stop = services.sessions_kill_for_key
+            stop = sessions_kill_for_key
             kwargs = {"key": key}
         elif scope == "server":
-            stop, kwargs = services.sessions_kill_for_server, {"server": demo_server}
+            stop, kwargs = sessions_kill_for_server, {"server": demo_server}
         elif scope == "org":
-            stop, kwargs = services.org_emergency_stop, {}
+            stop, kwargs = org_emergency_stop, {}
         else:
-            stop = services.session_kill
+            stop = session_kill
             kwargs = {"session": await _session_of(key.id)}
         await sync_to_async(stop)(org=acme, actor=alice, reason="incident 42", **kwargs)
         if scope == "session":
@@ -63,30 +69,34 @@ async def test_a_stop_survives_an_empty_hot_state(
 
         # A key, server or organisation stop can be lifted.
         target = {"key": key.id, "server": demo_server.id, "org": None}[scope]
-        await sync_to_async(services.kill_lift)(
-            org=acme, actor=alice, scope=scope, target_id=target
-        )
+        await sync_to_async(kill_lift)(org=acme, actor=alice, scope=scope, target_id=target)
         await sync_to_async(wipe_hot_state)()
         assert await _status(http, plain) == 200
     await sync_to_async(connections.close_all)()
 
 
 def test_standing_flags_hold_stops_until_lifted(acme, alice, globex, charlie, acme_key):
-    from governance import services
     from governance.models import AgentSession
+    from governance.services.sessions import (
+        kill_lift,
+        org_emergency_stop,
+        session_resume,
+        session_suspend,
+        sessions_kill_for_key,
+    )
 
     key, _ = acme_key
-    services.sessions_kill_for_key(org=acme, actor=alice, key=key, reason="leaked")
-    services.org_emergency_stop(org=globex, actor=charlie, reason="drill")
+    sessions_kill_for_key(org=acme, actor=alice, key=key, reason="leaked")
+    org_emergency_stop(org=globex, actor=charlie, reason="drill")
     session = AgentSession.objects.create(id="s-1", org=acme, server_slug="x", era="modern")
-    services.session_suspend(org=acme, actor=alice, session=session, reason="look")
+    session_suspend(org=acme, actor=alice, session=session, reason="look")
     assert standing_flags() == {
         flags.kill_key(key.id): "killed:leaked",
         flags.kill_org(globex.id): "killed:drill",
         flags.kill_session("s-1"): "suspended:look",
     }
-    services.kill_lift(org=acme, actor=alice, scope="key", target_id=key.id)
-    services.kill_lift(org=globex, actor=charlie, scope="org")
-    services.session_resume(org=acme, actor=alice, session=session)
+    kill_lift(org=acme, actor=alice, scope="key", target_id=key.id)
+    kill_lift(org=globex, actor=charlie, scope="org")
+    session_resume(org=acme, actor=alice, session=session)
     assert standing_flags() == {}
     assert EPOCH_FLAG not in standing_flags()

@@ -121,7 +121,7 @@ async def test_a_deleted_session_is_gone_and_a_foreign_key_cannot_use_it(
 async def test_tool_calls_are_metered_per_organisation_and_month(
     igris_url, demo_server, acme, alice, acme_key
 ):
-    from governance.hotstate.redis import RedisHotState
+    from governance.runtime.hotstate.redis import RedisHotState
     from proxy.usage import usage_key
 
     await _publish(
@@ -153,7 +153,7 @@ async def test_tool_calls_are_metered_per_organisation_and_month(
 
 async def test_a_client_that_leaves_cancels_the_upstream_request(igris_url, acme, alice, acme_key):
     """Modern era: closing the connection is the cancel, and it must reach the upstream."""
-    from governance.services import server_create
+    from governance.services.servers import server_create
     from tests.proxy.test_proxy_e2e import _drain_events
     from tests.support import serving
 

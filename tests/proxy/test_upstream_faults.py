@@ -245,7 +245,7 @@ def headers(token: str, tool: str = "work") -> dict[str, str]:
 
 
 async def add_server(acme, alice, slug: str, url: str):
-    from governance.services import server_create
+    from governance.services.servers import server_create
 
     return await sync_to_async(server_create)(
         org=acme,

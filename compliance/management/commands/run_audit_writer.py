@@ -12,7 +12,7 @@ from django.db import connections
 
 from compliance.audit.writer import CLAIM_MIN_IDLE_MS, run_forever, run_once
 from governance.gctune import tune_gc
-from governance.hotstate import close_hotstate
+from governance.runtime.hotstate import close_hotstate
 
 
 async def _release() -> None:

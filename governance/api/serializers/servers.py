@@ -11,7 +11,7 @@ from governance.api.base import StrictSerializer
 from governance.api.pagination import PageQuery
 from governance.api.serializers.common import EmailOf, id_field
 from governance.models import SLUG_VALIDATOR, ToolState, UpstreamAuth
-from governance.runtime_flags import (
+from governance.runtime.flags import (
     CIRCUIT_CLOSED,
     CIRCUIT_HALF_OPEN,
     CIRCUIT_OPEN,

@@ -8,7 +8,6 @@ from rest_framework.response import Response
 
 from governance.api.base import ApiView
 from governance.api.pagination import KeysetPaginator, page_of
-from governance.api.selectors import anomalies_for_org, anomaly_get_for_org
 from governance.api.serializers import (
     AnomalyFilters,
     AnomalySerializer,
@@ -16,7 +15,8 @@ from governance.api.serializers import (
     ResolveSerializer,
 )
 from governance.permissions import Action
-from governance.services.console_extra import anomaly_acknowledge, anomaly_resolve
+from governance.selectors.anomalies import anomalies_for_org, anomaly_get_for_org
+from governance.services.anomalies import anomaly_acknowledge, anomaly_resolve
 
 
 class AnomalyListView(ApiView):

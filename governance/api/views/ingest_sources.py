@@ -14,7 +14,6 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api.base import ApiView
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
@@ -26,6 +25,11 @@ from governance.api.serializers import (
 )
 from governance.models import IngestSource, Organization
 from governance.permissions import Action
+from governance.services.ingest_sources import (
+    ingest_source_create,
+    ingest_source_delete,
+    ingest_source_rotate,
+)
 
 MANAGE = Access(Action.KEYS_MANAGE_OWN, admin=True)
 NO_STORE = {"Cache-Control": "no-store"}
@@ -59,7 +63,7 @@ class IngestSourceListView(ApiView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = self.body(IngestSourceCreateSerializer)
-        source, secret = services.ingest_source_create(
+        source, secret = ingest_source_create(
             org=self.org, actor=self.actor, name=data["name"], provider=data["provider"]
         )
         body = dict(IngestSourceSerializer(source).data, secret=secret)
@@ -80,9 +84,7 @@ class IngestSourceDetailView(ApiView):
         "what it sent stays in the audit log)",
     )
     def delete(self, request: Request, source_id: str) -> Response:
-        services.ingest_source_delete(
-            org=self.org, actor=self.actor, source=_source(self.org, source_id)
-        )
+        ingest_source_delete(org=self.org, actor=self.actor, source=_source(self.org, source_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -96,7 +98,7 @@ class IngestSourceRotateView(ApiView):
         summary="Replace the signing secret (the old one stops working at once)",
     )
     def post(self, request: Request, source_id: str) -> Response:
-        source, secret = services.ingest_source_rotate(
+        source, secret = ingest_source_rotate(
             org=self.org, actor=self.actor, source=_source(self.org, source_id)
         )
         body = dict(IngestSourceSerializer(source).data, secret=secret)

@@ -10,12 +10,10 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api.base import ApiView
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
 from governance.api.permissions import Access
-from governance.api.selectors import api_key_visible_get, api_keys_visible
 from governance.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -23,6 +21,8 @@ from governance.api.serializers import (
 )
 from governance.models import ApiKey
 from governance.permissions import Action
+from governance.selectors.keys import api_key_visible_get, api_keys_visible
+from governance.services.api_keys import api_key_create, api_key_revoke
 
 MANAGE = Access(Action.KEYS_MANAGE_OWN, admin=True)
 
@@ -45,7 +45,7 @@ class ApiKeyListView(ApiView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = self.body(ApiKeyCreateSerializer)
-        key, plaintext = services.api_key_create(
+        key, plaintext = api_key_create(
             org=self.org,
             actor=self.actor,
             name=data["name"],
@@ -72,5 +72,5 @@ class ApiKeyDetailView(ApiView):
 
     @extend_schema(responses={204: None}, summary="Revoke an API key")
     def delete(self, request: Request, key_id: str) -> Response:
-        services.api_key_revoke(org=self.org, actor=self.actor, key=self._get(key_id))
+        api_key_revoke(org=self.org, actor=self.actor, key=self._get(key_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -7,7 +7,6 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api.base import ApiView
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
@@ -20,11 +19,17 @@ from governance.api.serializers import (
 )
 from governance.permissions import Action
 from governance.public_url import public_base_url
-from governance.selectors import (
+from governance.selectors.members import (
     invitation_get_for_org,
     invitations_open_for_org,
     member_get_for_org,
     members_for_org,
+)
+from governance.services.members import (
+    invitation_create,
+    invitation_revoke,
+    member_change_role,
+    member_remove,
 )
 
 MANAGE = Access(Action.MEMBERS_MANAGE, admin=True)
@@ -54,7 +59,7 @@ class MemberDetailView(ApiView):
     def patch(self, request: Request, member_id: str) -> Response:
         member = member_get_for_org(org=self.org, membership_id=member_id)
         data = self.body(MemberUpdateSerializer)
-        member = services.member_change_role(
+        member = member_change_role(
             org=self.org, actor=self.actor, membership=member, role=data["role"]
         )
         return Response(MemberSerializer(member).data)
@@ -62,7 +67,7 @@ class MemberDetailView(ApiView):
     @extend_schema(responses={204: None}, summary="Remove a member")
     def delete(self, request: Request, member_id: str) -> Response:
         member = member_get_for_org(org=self.org, membership_id=member_id)
-        services.member_remove(org=self.org, actor=self.actor, membership=member)
+        member_remove(org=self.org, actor=self.actor, membership=member)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -84,7 +89,7 @@ class InvitationListView(ApiView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = self.body(InvitationCreateSerializer)
-        invitation, _token = services.invitation_create(
+        invitation, _token = invitation_create(
             org=self.org,
             actor=self.actor,
             email=data["email"],
@@ -105,5 +110,5 @@ class InvitationDetailView(ApiView):
     @extend_schema(responses={204: None}, summary="Revoke an invitation")
     def delete(self, request: Request, invitation_id: str) -> Response:
         invitation = invitation_get_for_org(org=self.org, invitation_id=invitation_id)
-        services.invitation_revoke(org=self.org, actor=self.actor, invitation=invitation)
+        invitation_revoke(org=self.org, actor=self.actor, invitation=invitation)
         return Response(status=status.HTTP_204_NO_CONTENT)

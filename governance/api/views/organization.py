@@ -6,10 +6,10 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api.base import ApiView
 from governance.api.serializers import OrganizationSerializer, OrganizationUpdateSerializer
 from governance.permissions import Action
+from governance.services.organizations import organization_update
 
 
 class OrganizationView(ApiView):
@@ -26,5 +26,5 @@ class OrganizationView(ApiView):
     )
     def patch(self, request: Request) -> Response:
         changes = self.body(OrganizationUpdateSerializer)
-        org = services.organization_update(org=self.org, actor=self.actor, **changes)
+        org = organization_update(org=self.org, actor=self.actor, **changes)
         return Response(OrganizationSerializer(org).data)

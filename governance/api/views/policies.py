@@ -11,18 +11,11 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api.base import ApiView
 from governance.api.errors import ApiProblem, invalid
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
 from governance.api.permissions import Access
-from governance.api.selectors import (
-    policy_draft_for_org,
-    policy_latest_for_org,
-    policy_version_get_for_org,
-    policy_versions_for_org,
-)
 from governance.api.serializers import (
     PolicyDraftSerializer,
     PolicyDraftUpdateSerializer,
@@ -39,6 +32,18 @@ from governance.policy import (
     CallContext,
     PolicySnapshot,
     PolicyValidationError,
+)
+from governance.selectors.policies import (
+    policy_draft_for_org,
+    policy_latest_for_org,
+    policy_version_get_for_org,
+    policy_versions_for_org,
+)
+from governance.services.policies import (
+    policy_diff,
+    policy_draft_update,
+    policy_publish,
+    policy_rollback,
 )
 
 DRAFT = "draft"
@@ -78,7 +83,7 @@ def _draft_body(org: Organization) -> dict[str, Any]:
         "rules": rules,
         "base_version": draft.base_version if draft else None,
         "latest_version": latest.number if latest else None,
-        "changes_from_latest": services.policy_diff(latest.rules if latest else [], rules),
+        "changes_from_latest": policy_diff(latest.rules if latest else [], rules),
         "updated_by": draft.updated_by if draft else None,
         "updated_at": draft.updated_at if draft else None,
     }
@@ -98,7 +103,7 @@ class PolicyDraftView(ApiView):
     )
     def put(self, request: Request) -> Response:
         data = self.body(PolicyDraftUpdateSerializer)
-        services.policy_draft_update(org=self.org, actor=self.actor, rules=data["rules"])
+        policy_draft_update(org=self.org, actor=self.actor, rules=data["rules"])
         return Response(PolicyDraftSerializer(_draft_body(self.org)).data)
 
 
@@ -113,7 +118,7 @@ class PolicyPublishView(ApiView):
     @idempotent
     def post(self, request: Request) -> Response:
         data = self.body(PolicyPublishSerializer)
-        version = services.policy_publish(org=self.org, actor=self.actor, note=data.get("note", ""))
+        version = policy_publish(org=self.org, actor=self.actor, note=data.get("note", ""))
         return Response(PolicyVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
@@ -147,7 +152,7 @@ class PolicyVersionDiffView(ApiView):
     def get(self, request: Request, number: int, other: int) -> Response:
         old = policy_version_get_for_org(org=self.org, number=number)
         new = policy_version_get_for_org(org=self.org, number=other)
-        diff = services.policy_diff(old.rules, new.rules)
+        diff = policy_diff(old.rules, new.rules)
         return Response({"from_version": old.number, "to_version": new.number, **diff})
 
 
@@ -163,7 +168,7 @@ class PolicyRollbackView(ApiView):
     def post(self, request: Request, number: int) -> Response:
         version = policy_version_get_for_org(org=self.org, number=number)
         data = self.body(PolicyPublishSerializer)
-        new = services.policy_rollback(
+        new = policy_rollback(
             org=self.org, actor=self.actor, number=version.number, note=data.get("note", "")
         )
         return Response(PolicyVersionSerializer(new).data, status=status.HTTP_201_CREATED)

@@ -11,13 +11,11 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api import upstream
 from governance.api.base import ApiView
 from governance.api.errors import ApiProblem
 from governance.api.idempotency import idempotent
 from governance.api.pagination import KeysetPaginator, PageQuery, page_of
-from governance.api.selectors import tools_for_org
 from governance.api.serializers import (
     CircuitSerializer,
     ConnectionTestSerializer,
@@ -28,8 +26,20 @@ from governance.api.serializers import (
     ToolSerializer,
 )
 from governance.permissions import Action
-from governance.runtime_flags import Circuit
-from governance.selectors import server_circuits, server_get_for_org, servers_for_org
+from governance.runtime.flags import Circuit
+from governance.selectors.servers import (
+    server_circuits,
+    server_get_for_org,
+    servers_for_org,
+    tools_for_org,
+)
+from governance.services.servers import (
+    server_circuit_reset,
+    server_create,
+    server_delete,
+    server_update,
+)
+from governance.services.tools import tools_observe
 
 
 def _service_fields(data: dict) -> tuple[str | None, dict]:
@@ -63,9 +73,7 @@ class ServerListView(ApiView):
     @idempotent
     def post(self, request: Request) -> Response:
         credential, fields = _service_fields(self.body(ServerWriteSerializer))
-        server = services.server_create(
-            org=self.org, actor=self.actor, credential=credential, **fields
-        )
+        server = server_create(org=self.org, actor=self.actor, credential=credential, **fields)
         return Response(_shown(server), status=status.HTTP_201_CREATED)
 
 
@@ -89,7 +97,7 @@ class ServerDetailView(ApiView):
     def patch(self, request: Request, server_id: str) -> Response:
         server = server_get_for_org(org=self.org, server_id=server_id)
         credential, fields = _service_fields(self.body(ServerWriteSerializer, partial=True))
-        server = services.server_update(
+        server = server_update(
             org=self.org, actor=self.actor, server=server, credential=credential, **fields
         )
         return Response(_shown(server))
@@ -97,7 +105,7 @@ class ServerDetailView(ApiView):
     @extend_schema(responses={204: None}, summary="Delete an upstream MCP server")
     def delete(self, request: Request, server_id: str) -> Response:
         server = server_get_for_org(org=self.org, server_id=server_id)
-        services.server_delete(org=self.org, actor=self.actor, server=server)
+        server_delete(org=self.org, actor=self.actor, server=server)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -112,7 +120,7 @@ class ServerResetCircuitView(ApiView):
     def post(self, request: Request, server_id: str) -> Response:
         server = server_get_for_org(org=self.org, server_id=server_id)
         self.body(EmptySerializer)
-        services.server_circuit_reset(org=self.org, actor=self.actor, server=server)
+        server_circuit_reset(org=self.org, actor=self.actor, server=server)
         return Response(CircuitSerializer(Circuit()).data)
 
 
@@ -148,9 +156,7 @@ class ServerRefreshToolsView(ApiView):
             listing = upstream.list_tools(server)
         except upstream.UpstreamProblem as exc:
             raise ApiProblem(502, "upstream_error", str(exc)) from None
-        drifted = services.tools_observe(
-            org_id=self.org.id, server_id=server.id, tools=listing.tools
-        )
+        drifted = tools_observe(org_id=self.org.id, server_id=server.id, tools=listing.tools)
         tools = tools_for_org(org=self.org).filter(server=server).order_by("name", "id")
         return Response(
             {

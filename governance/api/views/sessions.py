@@ -1,6 +1,6 @@
 """Agent sessions: list with filters, kill / suspend / resume one, or kill every session of a
 key, a server or the whole organisation. (A session's detail, with its recent calls from the
-audit store, is served by compliance/api.py: governance does not read the audit tables.)"""
+audit store, is served by compliance/api/sessions.py: governance does not read the audit tables.)"""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api.base import ApiView
 from governance.api.pagination import KeysetPaginator, page_of
-from governance.api.selectors import session_get_for_org, sessions_for_org
 from governance.api.serializers import (
     EmptySerializer,
     KillAllResultSerializer,
@@ -21,7 +19,17 @@ from governance.api.serializers import (
     SessionSerializer,
 )
 from governance.permissions import Action
-from governance.selectors import api_key_get_for_org, server_get_for_org
+from governance.selectors.keys import api_key_get_for_org
+from governance.selectors.servers import server_get_for_org
+from governance.selectors.sessions import session_get_for_org, sessions_for_org
+from governance.services.sessions import (
+    org_emergency_stop,
+    session_kill,
+    session_resume,
+    session_suspend,
+    sessions_kill_for_key,
+    sessions_kill_for_server,
+)
 
 
 class SessionListView(ApiView):
@@ -54,9 +62,7 @@ class SessionKillView(_SessionAction):
     def post(self, request: Request, session_id: str) -> Response:
         session = session_get_for_org(org=self.org, session_id=session_id)
         data = self.body(ReasonSerializer)
-        services.session_kill(
-            org=self.org, actor=self.actor, session=session, reason=data.get("reason", "")
-        )
+        session_kill(org=self.org, actor=self.actor, session=session, reason=data.get("reason", ""))
         return self._answer(session_id)
 
 
@@ -67,7 +73,7 @@ class SessionSuspendView(_SessionAction):
     def post(self, request: Request, session_id: str) -> Response:
         session = session_get_for_org(org=self.org, session_id=session_id)
         data = self.body(ReasonSerializer)
-        services.session_suspend(
+        session_suspend(
             org=self.org, actor=self.actor, session=session, reason=data.get("reason", "")
         )
         return self._answer(session_id)
@@ -80,7 +86,7 @@ class SessionResumeView(_SessionAction):
     def post(self, request: Request, session_id: str) -> Response:
         session = session_get_for_org(org=self.org, session_id=session_id)
         self.body(EmptySerializer)
-        services.session_resume(org=self.org, actor=self.actor, session=session)
+        session_resume(org=self.org, actor=self.actor, session=session)
         return self._answer(session_id)
 
 
@@ -99,13 +105,11 @@ class SessionKillAllView(ApiView):
         org, actor = self.org, self.actor
         if scope == "key":
             key = api_key_get_for_org(org=org, key_id=data["id"])
-            count = services.sessions_kill_for_key(org=org, actor=actor, key=key, reason=reason)
+            count = sessions_kill_for_key(org=org, actor=actor, key=key, reason=reason)
         elif scope == "server":
             server = server_get_for_org(org=org, server_id=data["id"])
-            count = services.sessions_kill_for_server(
-                org=org, actor=actor, server=server, reason=reason
-            )
+            count = sessions_kill_for_server(org=org, actor=actor, server=server, reason=reason)
         else:
-            count = services.org_emergency_stop(org=org, actor=actor, reason=reason)
+            count = org_emergency_stop(org=org, actor=actor, reason=reason)
         target = str(data["id"]) if data.get("id") else None
         return Response({"scope": scope, "id": target, "sessions_killed": count})

@@ -8,10 +8,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from governance import services
 from governance.api.base import ApiView
 from governance.api.pagination import KeysetPaginator, page_of
-from governance.api.selectors import tool_get_for_org, tools_for_org
 from governance.api.serializers import (
     EmptySerializer,
     ToolApprovedSerializer,
@@ -20,6 +18,8 @@ from governance.api.serializers import (
 )
 from governance.models import Tool
 from governance.permissions import Action
+from governance.selectors.servers import tool_get_for_org, tools_for_org
+from governance.services.tools import tool_approve
 
 
 def approval_diff(tool: Tool) -> dict[str, Any]:
@@ -71,6 +71,6 @@ class ToolApproveView(ApiView):
         tool = tool_get_for_org(org=self.org, tool_id=tool_id)
         self.body(EmptySerializer)
         diff = approval_diff(tool)
-        tool = services.tool_approve(org=self.org, actor=self.actor, tool=tool)
+        tool = tool_approve(org=self.org, actor=self.actor, tool=tool)
         tool = tool_get_for_org(org=self.org, tool_id=tool.pk)
         return Response({"tool": ToolSerializer(tool).data, "diff": diff})
