@@ -155,7 +155,7 @@ async def _line(proc: asyncio.subprocess.Process, prefix: str, timeout_s: float)
 
 
 async def _case(args: argparse.Namespace, case: str, scratch: Path) -> dict[str, Any]:
-    from governance.hotstate import RedisHotState
+    from governance.runtime.hotstate import RedisHotState
 
     org_id = "00000000-0000-0000-0000-00000000beef"
     group = f"live.{org_id}"

@@ -35,7 +35,7 @@ def _db_ok() -> bool:
 
 
 async def health_report() -> tuple[int, dict[str, Any]]:
-    from governance.hotstate import get_hotstate
+    from governance.runtime.hotstate import get_hotstate
 
     db = await sync_to_async(_db_ok, thread_sensitive=False)()
     try:
@@ -170,6 +170,6 @@ class Dispatcher:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        from governance.hotstate import close_hotstate
+        from governance.runtime.hotstate import close_hotstate
 
         await close_hotstate()

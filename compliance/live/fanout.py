@@ -21,7 +21,7 @@ import logging
 import weakref
 
 from compliance.live.events import LiveEvent, live_event
-from governance.hotstate import get_hotstate
+from governance.runtime.hotstate import get_hotstate
 
 log = logging.getLogger("igris.live")
 

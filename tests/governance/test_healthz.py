@@ -23,7 +23,7 @@ async def test_healthz_reports_database_and_hot_state_as_json():
 
 @pytest.mark.django_db(transaction=True)
 async def test_healthz_answers_503_when_hot_state_is_down(monkeypatch):
-    from governance import hotstate
+    from governance.runtime import hotstate
     from igris_project.asgi import application
 
     class Down:
