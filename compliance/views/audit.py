@@ -9,6 +9,7 @@ API's exporter: its chunk writers and its ASGI streaming.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_safe
 from rest_framework import serializers
 
@@ -43,7 +45,8 @@ PAGE_SIZE = 50
 # update per row on the hot append path), each request searches at most this many consecutive
 # records, newest first from the newest one the other filters allow (found through their
 # indexes), and the page offers to search the next older stretch. The work per request is
-# bounded whatever the log's size, on PostgreSQL and SQLite alike.
+# bounded whatever the log's size, on PostgreSQL and SQLite alike: a 20,000-record window
+# answers in 32 ms median at 200,000 records (bench/audit_page.py), against 23 ms unsearched.
 SEARCH_WINDOW = 20_000
 MAX_SEQ = 2**63 - 1  # seq is a bigint; a larger number in a URL would be a database error
 SOURCES: list[tuple[str, str]] = [
@@ -298,6 +301,11 @@ def audit_detail(request: HttpRequest, console: Console, seq: int) -> HttpRespon
     event = _event_get(console, seq=seq)
     key = ApiKey.objects.filter(org=console.org, pk=event.key_id).first() if event.key_id else None
     chain = verify_range(console.org.id, seq)
+    session_url = None
+    if event.session_id:
+        # Ingested records carry other gateways' session ids, which may not fit the route.
+        with contextlib.suppress(NoReverseMatch):
+            session_url = reverse("console:session_detail", args=[event.session_id])
     return console_render(
         request,
         console,
@@ -307,9 +315,11 @@ def audit_detail(request: HttpRequest, console: Console, seq: int) -> HttpRespon
             "key": key,
             "chain": chain,
             "actor": event.actor if isinstance(event.actor, dict) else {},
+            "session_url": session_url,
             "arguments_json": _pretty(event.arguments),
             "data_json": _pretty(event.data),
-            "newer": seq + 1 if seq < chain.last_seq or chain.end.kind == "checkpoint" else None,
+            # Known to exist only inside the checked range; at its end the log lists newer ones.
+            "newer": seq + 1 if seq < chain.last_seq else None,
         },
         no_store=True,
     )

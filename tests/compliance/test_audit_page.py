@@ -404,3 +404,43 @@ def test_the_detail_query_count_is_pinned(client, alice, acme, events, django_as
     with django_assert_num_queries(LAYOUT_QUERIES + 5):
         response = client.get(reverse("console:audit_detail", args=[1]))
     assert 'data-status="verified"' in _text(response)
+
+
+# --- links from the session and anomaly pages ---------------------------------------------------
+
+
+def test_the_session_pages_link_to_the_session_s_audit_records(client, alice, world, events):
+    login(client, alice)
+    link = f'href="{reverse("console:audit")}?session=sess-acme-1"'
+    assert link in _text(client.get(reverse("console:session_detail", args=["sess-acme-1"])))
+    assert link in _text(client.get(reverse("console:sessions")))
+    assert _seqs(client.get(f"{reverse('console:audit')}?session=sess-acme-1")) == [1]
+
+
+def test_an_anomaly_links_to_its_session_s_records_and_its_own_record(
+    client, alice, acme, world, events
+):
+    from compliance.models import AuditEvent
+    from governance.models import Anomaly
+
+    event = AuditEvent.objects.get(org_id=acme.id, seq=2)
+    Anomaly.objects.filter(pk=world.anomaly.pk).update(event_id=event.id)
+    login(client, alice)
+    body = _text(client.get(reverse("console:anomalies")))
+    assert f'href="{reverse("console:audit")}?session=sess-acme-1"' in body
+    target = reverse("console:audit_event", args=[event.id])
+    assert f'href="{target}"' in body
+    assert client.get(target, follow=True).redirect_chain[-1][0] == "/audit/2/"
+
+
+def test_a_record_of_another_gateway_s_session_id_with_a_slash_still_opens(client, alice, acme):
+    from compliance.audit.writer import append_events
+
+    ingested = tool_call(acme, session_id="gw/run/42", tool="search_docs")
+    ingested["source"] = "ingest:generic"
+    append_events([ingested])
+    login(client, alice)
+    response = client.get(reverse("console:audit_detail", args=[1]))
+    assert response.status_code == 200
+    assert "gw/run/42" in _text(response)
+    assert _seqs(client.get(reverse("console:audit"), {"session": "gw/run/42"})) == [1]
