@@ -444,3 +444,27 @@ def test_a_record_of_another_gateway_s_session_id_with_a_slash_still_opens(clien
     assert response.status_code == 200
     assert "gw/run/42" in _text(response)
     assert _seqs(client.get(reverse("console:audit"), {"session": "gw/run/42"})) == [1]
+
+
+def test_under_asgi_the_console_export_is_streamed_chunk_by_chunk(alice, acme, monkeypatch):
+    # The page hands ASGI the API exporter's asynchronous iterator, which fetches each chunk in
+    # the request's database thread, so memory stays at one chunk (see compliance/api.py).
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    from compliance import api as compliance_api
+    from compliance.audit.writer import append_events
+
+    append_events([tool_call(acme, tool=f"t{i}") for i in range(5)])
+    monkeypatch.setattr(compliance_api, "EXPORT_CHUNK", 2)
+    client = AsyncClient()
+    client.force_login(alice, backend="django.contrib.auth.backends.ModelBackend")
+
+    async def export():
+        response = await client.get(reverse("console:audit_export"), {"format": "ndjson"})
+        return response, [chunk async for chunk in response.streaming_content]
+
+    response, chunks = async_to_sync(export)()
+    assert response.status_code == 200
+    assert response.is_async
+    assert [chunk.count(b"\n") for chunk in chunks] == [2, 2, 1]
