@@ -33,7 +33,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from governance.models import AgentSession, Anomaly, Organization, User
-from governance.urls import urlpatterns
+from igris_project.urls import CONSOLE_URLPATTERNS as urlpatterns
 from tests.browser.test_playground_browser import demo_server as demo_server
 from tests.browser.test_playground_browser import igris_base as igris_base
 from tests.conftest import _user, login
@@ -85,6 +85,11 @@ PAGES: dict[str, Callable[[SimpleNamespace], str]] = {
     "anomalies": lambda d: reverse("console:anomalies"),
     "playground": lambda d: reverse("console:playground"),
     "invitation_accept": lambda d: reverse("console:invitation_accept", args=[d.invitation_token]),
+    "audit": lambda d: reverse("console:audit"),
+    "audit_detail": lambda d: reverse("console:audit_detail", args=[d.audit_seq]),
+    "audit_event": lambda d: reverse("console:audit_event", args=[d.audit_event_id]),
+    # The export answers a file; the page it answers to bad filters is what can overflow.
+    "audit_export": lambda d: f"{reverse('console:audit_export')}?format=xlsx&decision=maybe",
 }
 # Form targets: POST only. The pages some of them answer with (a new key's secret, a new ingest
 # source's secret, form errors) are reached through their forms below.
@@ -373,9 +378,55 @@ def _populate(org: Organization, owner: User) -> SimpleNamespace:
     sessions_kill_for_server(
         org=org, actor=owner, server=servers[2], reason="the upstream leaks tokens"
     )
+    audit = _audit_records(org, servers[1], keys[1], sessions[0])
     return SimpleNamespace(
-        org=org, server=servers[0], session=sessions[0], rollback=rollback, invitation_token=token
+        org=org,
+        server=servers[0],
+        session=sessions[0],
+        rollback=rollback,
+        invitation_token=token,
+        audit_seq=audit.seq,
+        audit_event_id=audit.id,
     )
+
+
+def _audit_records(org: Organization, server: Any, key: Any, session: AgentSession) -> Any:
+    """Audit records with long tools, arguments and ids; returns the denied call's record."""
+    from compliance.audit.writer import append_events
+    from compliance.models import AuditEvent
+    from tests.api.conftest import tool_call
+
+    arguments = {
+        "table": "customers_of_every_region_including_the_archived_ones",
+        "where": "region = 'eu-west-1' AND deleted_at IS NULL AND " + "x" * 160,
+        "token": "[masked]",
+    }
+    call = {
+        "server_id": str(server.id),
+        "server_slug": server.slug,
+        "key_id": str(key.id),
+        "session_id": session.id,
+        "latency_ms": 12.5,
+        "upstream_ms": 9.25,
+        "client_info": {"name": session.client_name, "version": session.client_version},
+    }
+    ingested = tool_call(org, tool="summarise_every_document_in_the_shared_drive", **call)
+    ingested["source"] = "ingest:portkey"
+    append_events(
+        [
+            tool_call(org, tool="read_file", arguments={"path": "/srv/a/" + "b" * 120}, **call),
+            ingested,
+            tool_call(
+                org,
+                tool="delete_records_in_every_region_at_once_without_confirmation",
+                decision="deny",
+                rule_id="deny-destructive-tools-on-production-customer-records",
+                arguments=arguments,
+                **call,
+            ),
+        ]
+    )
+    return AuditEvent.objects.filter(org_id=org.id, decision="deny").order_by("-seq").first()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from governance.models import (
     PendingEvent,
     PolicyVersion,
 )
-from governance.urls import urlpatterns
+from igris_project.urls import CONSOLE_URLPATTERNS as urlpatterns
 from tests.api.conftest import world as world  # acme with one of everything (a fixture)
 from tests.conftest import login
 
@@ -51,6 +51,8 @@ OBJECT_ROUTES = {
     "anomaly_resolve": lambda w: [w.anomaly.id],
     "ingest_source_rotate": lambda w: [w.source.id],
     "ingest_source_delete": lambda w: [w.source.id],
+    "audit_detail": lambda w: [w.audit_event.seq],
+    "audit_event": lambda w: [w.audit_event.id],
 }
 # Routes on the current organisation (always charlie's own, globex): pages must not show acme.
 ORG_PAGES = [
@@ -69,7 +71,10 @@ ORG_PAGES = [
     "org_create",
     "ingest_sources",
     "ingest_source_create",
+    "audit",
 ]
+# Files streamed from the current organisation's data: they must hold nothing of acme's.
+ORG_DOWNLOADS = ["audit_export"]
 # Form targets on the current organisation: a POST acts on globex only (checked below through
 # what they would change in acme); GET is not how they are used.
 ORG_ACTIONS = [
@@ -87,6 +92,21 @@ ORG_ACTIONS = [
 TOKEN_ROUTES = ["invitation_accept"]
 
 
+@pytest.fixture(autouse=True)
+def _acme_has_an_audit_record(request):
+    """The audit routes address a record; `world` gets one of acme's."""
+    if "world" not in request.fixturenames:
+        return
+    from compliance.audit.writer import append_events
+    from compliance.models import AuditEvent
+    from tests.api.conftest import tool_call
+
+    w = request.getfixturevalue("world")
+    org = w.server.org
+    append_events([tool_call(org, tool="acme_audited_tool", session_id=w.session.id)])
+    w.audit_event = AuditEvent.objects.get(org_id=org.id, tool="acme_audited_tool")
+
+
 def acme_markers(w) -> list[str]:
     return [
         "Acme",
@@ -99,12 +119,19 @@ def acme_markers(w) -> list[str]:
         w.key.prefix,
         "deny-delete",
         "portkey prod",
+        "acme_audited_tool",
     ]
 
 
 def test_every_console_route_is_classified():
     names = {p.name for p in urlpatterns}
-    classified = set(OBJECT_ROUTES) | set(ORG_PAGES) | set(ORG_ACTIONS) | set(TOKEN_ROUTES)
+    classified = (
+        set(OBJECT_ROUTES)
+        | set(ORG_PAGES)
+        | set(ORG_ACTIONS)
+        | set(TOKEN_ROUTES)
+        | set(ORG_DOWNLOADS)
+    )
     assert names == classified, (names - classified, classified - names)
 
 
@@ -150,6 +177,17 @@ def test_charlie_s_pages_show_nothing_of_acme(client, charlie, globex, world, na
     response = client.get(reverse(f"console:{name}"))
     assert response.status_code == 200
     body = response.content.decode()
+    for marker in acme_markers(world):
+        assert marker not in body, (name, marker)
+
+
+@pytest.mark.parametrize("name", ORG_DOWNLOADS)
+@pytest.mark.parametrize("kind", ["csv", "ndjson"])
+def test_charlie_s_downloads_hold_nothing_of_acme(client, charlie, globex, world, name, kind):
+    login(client, charlie)
+    response = client.get(reverse(f"console:{name}"), {"format": kind})
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content).decode()
     for marker in acme_markers(world):
         assert marker not in body, (name, marker)
 
