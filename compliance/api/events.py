@@ -163,7 +163,7 @@ class AuditEventListView(ApiView):
         )
 
 
-def _ndjson_chunks(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
+def ndjson_chunks(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
     lines: list[str] = []
     for values in qs.values_list(*EVENT_FIELDS).iterator(chunk_size=EXPORT_CHUNK):
         row = flat_event(dict(zip(EVENT_FIELDS, values, strict=True)))
@@ -187,7 +187,7 @@ def _csv_cell(name: str, value: Any) -> Any:
     return value
 
 
-def _csv_chunks(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
+def csv_chunks(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(EVENT_FIELDS)
@@ -203,7 +203,7 @@ def _csv_chunks(qs: QuerySet[AuditEvent]) -> Iterator[bytes]:
         yield buffer.getvalue().encode()
 
 
-async def _in_thread(make: Callable[[], Iterator[bytes]]) -> AsyncIterator[bytes]:
+async def stream_in_thread(make: Callable[[], Iterator[bytes]]) -> AsyncIterator[bytes]:
     """Serve a database-backed generator under ASGI one chunk at a time.
 
     Django consumes a synchronous iterator whole before sending under ASGI; this pulls each
@@ -239,8 +239,10 @@ class AuditEventExportView(ApiView):
     def get(self, request: Request) -> StreamingHttpResponse:
         qs = audit_events(self.org, self.params).order_by("seq")
         kind = self.params["format"]
-        make = (lambda: _csv_chunks(qs)) if kind == "csv" else (lambda: _ndjson_chunks(qs))
-        content: Any = _in_thread(make) if isinstance(request._request, ASGIRequest) else make()
+        make = (lambda: csv_chunks(qs)) if kind == "csv" else (lambda: ndjson_chunks(qs))
+        content: Any = (
+            stream_in_thread(make) if isinstance(request._request, ASGIRequest) else make()
+        )
         content_type = "text/csv; charset=utf-8" if kind == "csv" else "application/x-ndjson"
         response = StreamingHttpResponse(content, content_type=content_type)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -25,18 +25,18 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_safe
 from rest_framework import serializers
 
-from compliance.api import (
+from compliance.api.events import (
     AuditFilterFields,
-    _csv_chunks,
-    _in_thread,
-    _ndjson_chunks,
     audit_events,
+    csv_chunks,
+    ndjson_chunks,
+    stream_in_thread,
 )
 from compliance.audit.range import verify_range
 from compliance.models import AuditEvent
 from governance.models import ApiKey, IngestProvider, McpServer, Organization
 from governance.permissions import Action
-from governance.selectors import servers_for_org
+from governance.selectors.servers import servers_for_org
 from governance.views.base import Console, console_render, org_required
 
 PAGE_SIZE = 50
@@ -273,8 +273,8 @@ def audit_export(request: HttpRequest, console: Console) -> HttpResponse:
         qs = _text_search(qs, params["q"])
     qs = qs.order_by("seq")
     kind = params["format"]
-    make = (lambda: _csv_chunks(qs)) if kind == "csv" else (lambda: _ndjson_chunks(qs))
-    content: Any = _in_thread(make) if isinstance(request, ASGIRequest) else make()
+    make = (lambda: csv_chunks(qs)) if kind == "csv" else (lambda: ndjson_chunks(qs))
+    content: Any = stream_in_thread(make) if isinstance(request, ASGIRequest) else make()
     response = StreamingHttpResponse(
         content, content_type="text/csv; charset=utf-8" if kind == "csv" else "application/x-ndjson"
     )
