@@ -452,7 +452,7 @@ def test_under_asgi_the_console_export_is_streamed_chunk_by_chunk(alice, acme, m
     from asgiref.sync import async_to_sync
     from django.test import AsyncClient
 
-    from compliance import api as compliance_api
+    from compliance.api import events as compliance_api
     from compliance.audit.writer import append_events
 
     append_events([tool_call(acme, tool=f"t{i}") for i in range(5)])
