@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/auth/", include("allauth.headless.urls")),
     path("api/v1/ingest/", include("governance.ingest.urls")),
     path("api/v1/", include("igris_project.api_urls")),
+    path("observe/", include("compliance.observe.urls", namespace="observe")),
     path("", include("governance.urls", namespace="console")),
 ]

@@ -32,6 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from compliance.observe.urls import urlpatterns as observe_urlpatterns
 from governance.models import AgentSession, Anomaly, Organization, User
 from governance.urls import urlpatterns
 from tests.browser.test_playground_browser import demo_server as demo_server
@@ -85,6 +86,14 @@ PAGES: dict[str, Callable[[SimpleNamespace], str]] = {
     "anomalies": lambda d: reverse("console:anomalies"),
     "playground": lambda d: reverse("console:playground"),
     "invitation_accept": lambda d: reverse("console:invitation_accept", args=[d.invitation_token]),
+}
+# Pages outside the "console" namespace, by their full URL name; the dashboard with its heat map
+# by servers and time and by agents and tools.
+OTHER_PAGES: dict[str, Callable[[SimpleNamespace], str]] = {
+    "observe:dashboard": lambda d: reverse("observe:dashboard"),
+    "observe:dashboard agents by tools": lambda d: (
+        f"{reverse('observe:dashboard')}?window=7d&rows=agents&cols=tools"
+    ),
 }
 # Form targets: POST only. The pages some of them answer with (a new key's secret, a new ingest
 # source's secret, form errors) are reached through their forms below.
@@ -369,9 +378,42 @@ def _populate(org: Organization, owner: User) -> SimpleNamespace:
     services.sessions_kill_for_server(
         org=org, actor=owner, server=servers[2], reason="the upstream leaks tokens"
     )
+    _observed_calls(org, servers, keys)
     return SimpleNamespace(
         org=org, server=servers[0], session=sessions[0], rollback=rollback, invitation_token=token
     )
+
+
+def _observed_calls(org: Organization, servers: list[Any], keys: list[Any]) -> None:
+    """Calls in the audit log (and so in the dashboard's rollups), with long names."""
+    from compliance.audit.writer import append_events
+    from governance.events import Actor, Envelope
+
+    now = timezone.now()
+    events = []
+    for i in range(40):
+        key = keys[i % 2]
+        decision = ("allow", "deny", "alert", "allow")[i % 4]
+        data = {
+            "server_slug": servers[i % 3].slug,
+            "key_id": str(key.id),
+            "method": "tools/call",
+            "tool": ("delete_records_in_every_region_at_once", "read_file", "write_file")[i % 3],
+            "decision": decision,
+            "rule_id": "deny-destructive-tools-on-production-customer-records"
+            if decision == "deny"
+            else None,
+            "latency_ms": 3.5 * (i + 1),
+            "upstream_ms": 3.0 * (i + 1),
+            "result": "denied" if decision == "deny" else "ok",
+            "client_info": {"name": "claude-code-enterprise-edition-with-plugins"},
+        }
+        actor = Actor(kind="api_key", id=str(key.id), label=key.name)
+        envelope = Envelope(
+            org_id=str(org.id), type="tool_call", source="proxy", actor=actor, data=data
+        )
+        events.append({**envelope.as_dict(), "ts": (now - timedelta(minutes=i * 7)).isoformat()})
+    append_events(events)
 
 
 @pytest.fixture
@@ -411,6 +453,7 @@ def _sweep(tab, urls: list[str], *, strict: bool) -> dict[str, list[str]]:
 
 def _console_urls(data: SimpleNamespace) -> list[str]:
     urls = [url(data) for url in PAGES.values()]
+    urls += [url(data) for url in OTHER_PAGES.values()]
     urls += [reverse(name) for name in ACCOUNT_PAGES]
     urls.append(MISSING_PAGE)
     return urls
@@ -426,6 +469,8 @@ def test_every_console_page_is_in_the_layout_sweep():
     names = {p.name for p in urlpatterns}
     swept = set(PAGES) | FORM_TARGETS
     assert names == swept, (names - swept, swept - names)
+    others = {f"observe:{p.name}" for p in observe_urlpatterns}
+    assert others <= {name.split(" ")[0] for name in OTHER_PAGES}, others
 
 
 @pytest.mark.parametrize("name", sorted(FORM_TARGETS))
