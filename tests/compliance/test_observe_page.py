@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -67,6 +69,22 @@ def test_the_dashboard_makes_a_fixed_number_of_queries(
     with django_assert_num_queries(11 if cols == "time" else 10):
         response = client.get(url, {"rows": rows, "cols": cols})
     assert response.status_code == 200
+
+
+def test_the_feed_lists_the_last_calls_in_chain_order_so_the_live_feed_resumes_after_the_first(
+    client, alice, acme
+):
+    now = timezone.now()
+    # The second call is stored later (higher seq) with an older time, as an ingested one can be.
+    append_events([call(acme.id, ts=now, tool="stored_first")])
+    append_events([call(acme.id, ts=now - timedelta(minutes=5), tool="stored_second")])
+    login(client, alice)
+    response = client.get(reverse("observe:dashboard"))
+    feed = response.context["feed"]
+    assert [row["tool"] for row in feed] == ["stored_second", "stored_first"]
+    assert feed[0]["seq"] == max(row["seq"] for row in feed)
+    body = response.content.decode()
+    assert body.index('data-seq="2"') < body.index('data-seq="1"')
 
 
 def test_charlie_of_globex_sees_nothing_of_acme_s_numbers(client, charlie, globex, acme_calls):

@@ -18,8 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import connection
 
 from compliance.audit.writer import append_events
+from compliance.models import AuditEvent, CallHour, CallMinute, LatencyMinute
 
 TOOLS = (
     "read_file",
@@ -103,4 +105,12 @@ class Command(BaseCommand):
                     }
                 )
             stored += append_events(events, from_json=True)
+        if connection.vendor == "postgresql":
+            # After a bulk load the planner has no statistics until autovacuum's next pass (or
+            # never, where it is off): PostgreSQL's "Populating a Database" (14.4.9) says to run
+            # ANALYZE afterwards. Without it the dashboard's feed read chose the (org_id, type)
+            # index and sorted all 1M rows: 570 ms instead of 0.05 ms.
+            with connection.cursor() as cursor:
+                for model in (AuditEvent, CallMinute, CallHour, LatencyMinute):
+                    cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
         self.stdout.write(f"stored {stored} events for {org.slug} ({org.id})")
