@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from compliance.audit.writer import append_events
@@ -83,7 +83,10 @@ class Command(BaseCommand):
                 latency = rng.lognormvariate(3.0, 0.8)
                 events.append(
                     {
-                        "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                        # Event ids are unique across the table (the writer drops a repeat):
+                        # mixing in the organisation keeps a second seed in the same database,
+                        # for another organisation, from being dropped whole.
+                        "id": str(uuid.UUID(int=rng.getrandbits(128) ^ org.id.int, version=4)),
                         "org_id": str(org.id),
                         "type": "tool_call",
                         "source": "proxy",
@@ -113,4 +116,9 @@ class Command(BaseCommand):
             with connection.cursor() as cursor:
                 for model in (AuditEvent, CallMinute, CallHour, LatencyMinute):
                     cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+        if stored != total:
+            raise CommandError(
+                f"stored {stored} of {total} events for {org.slug}: the rest were already stored "
+                "(this organisation was seeded before with the same --seed)"
+            )
         self.stdout.write(f"stored {stored} events for {org.slug} ({org.id})")
