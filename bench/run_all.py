@@ -9,6 +9,7 @@ every step stops the servers it started):
 4. bench_hotstate.py   rate limiting on both hot-state backends
 5. memory.py           RSS per idle legacy session and per open SSE stream
 6. live_feed.py        live feed lag (or "not measured" while governance/consumers.py is absent)
+7. observe_dashboard.py  /observe/ server time per window and heat-map switch at 1M audit rows
 
 Each writes bench/results/<name>.json; this script folds them into SUMMARY.md with the targets,
 met/missed, and the machine facts. Exit status 1 if a step failed to produce its result (a
@@ -89,6 +90,14 @@ def steps(quick: bool) -> list[dict[str, Any]]:
             "args": ["--skip-migrate", *(["-n", "50"] if quick else [])],
             "result": "live_feed.json",
             "timeout_s": 180,
+        },
+        {
+            # Seeds 1M audit events once (about 6 min on 2 cores), then reuses them.
+            "name": "observe_dashboard",
+            "script": "observe_dashboard.py",
+            "args": ["--quick"] if quick else [],
+            "result": "observe_dashboard.json",
+            "timeout_s": 1200,
         },
     ]
 
@@ -421,9 +430,20 @@ def _policy_section(p: dict[str, Any]) -> list[str]:
 
 
 def _other_targets(
-    policy: dict[str, Any] | None, writer: dict[str, Any] | None, live: dict[str, Any] | None
+    policy: dict[str, Any] | None,
+    writer: dict[str, Any] | None,
+    live: dict[str, Any] | None,
+    observe: dict[str, Any] | None = None,
 ) -> list[str]:
     rows: list[str] = []
+    if observe and isinstance(observe.get("worst"), dict):
+        worst = observe["worst"]
+        rows.append(
+            f"| /observe/ p95 server time, worst page ({worst.get('window')}, "
+            f"{worst.get('heat_map')}) at {_f((observe.get('seed') or {}).get('events'))} rows "
+            f"| <= 300 ms | {_f(worst.get('page', {}).get('p95_ms'))} ms | "
+            f"{'met' if observe.get('met') else '**missed**'} |"
+        )
     if policy and isinstance(policy.get("target_met"), dict):
         big = next(
             (
@@ -494,6 +514,28 @@ def _audit_writer_section(a: dict[str, Any]) -> list[str]:
     for name, fig in results.items():
         if isinstance(fig, dict):
             out.append(f"| {name} | {_f(fig.get('events_per_s'))} | {_f(fig.get('seconds'), 3)} |")
+    return [*out, ""]
+
+
+def _observe_section(o: dict[str, Any]) -> list[str]:
+    seed = o.get("seed") or {}
+    out = [
+        f"{_f(seed.get('events'))} events seeded with manage.py seed_audit_volume in "
+        f"{_f(seed.get('wall_s'))} s ({_f(seed.get('us_per_event'))} µs per event"
+        f"{', reused from an earlier run' if seed.get('reused') else ''}). Target: "
+        f"{o.get('target')}.",
+        "",
+        "| window | heat map | calls in window | page p50 / p95 ms | queries | empty org p50 ms "
+        "| selector alone p50 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in o.get("cases", []):
+        page, empty, sel = c["page"], c["empty_org_page"], c["selector_only"]
+        out.append(
+            f"| {c['window']} | {c['heat_map']} | {_f(c.get('rows_in_window'))} | "
+            f"{_f(page['median_ms'])} / {_f(page['p95_ms'])} | {page['queries']} | "
+            f"{_f(empty['median_ms'])} | {_f(sel['median_ms'])} |"
+        )
     return [*out, ""]
 
 
@@ -570,7 +612,10 @@ def write_summary(
     ]
     proxy = _load("proxy_overhead", by_name)
     others = _other_targets(
-        _load("policy", by_name), _load("audit_writer", by_name), _load("live_feed", by_name)
+        _load("policy", by_name),
+        _load("audit_writer", by_name),
+        _load("live_feed", by_name),
+        _load("observe_dashboard", by_name),
     )
     if proxy:
         q = proxy.get("quiet_check", {})
@@ -647,6 +692,14 @@ def write_summary(
     else:
         reason = (live or {}).get("reason") or by_name.get("live_feed", {}).get("note", "")
         lines += [reason or "Not measured.", ""]
+
+    observe = _load("observe_dashboard", by_name)
+    lines += ["## /observe/ at volume (bench/observe_dashboard.py)", ""]
+    lines += (
+        _observe_section(observe)
+        if observe and observe.get("cases")
+        else [f"Not measured: {by_name.get('observe_dashboard', {}).get('note', 'no result')}.", ""]
+    )
 
     lines += ["## Steps", "", "| step | status | seconds | note |", "|---|---|---|---|"]
     for r in records:

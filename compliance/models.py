@@ -15,6 +15,7 @@ from django.db import models
 from django.utils import timezone
 
 from compliance.audit.chain import CHAINED_FIELDS, GENESIS
+from compliance.observe.histogram import BUCKETS
 
 # The columns a proxied tool call fills in (from the envelope's `data`); every other event type
 # may fill them too when its data carries a value of the right type (e.g. `key_id`).
@@ -209,3 +210,104 @@ class Checkpoint(_AppendOnlyModel):
 
     def __str__(self) -> str:
         return f"{self.org_id} checkpoint @ {self.seq}"
+
+
+# --- observe rollups ----------------------------------------------------------------------------
+#
+# What the /observe/ dashboard reads instead of the audit table (compliance/observe/). The audit
+# writer adds each batch's tool calls to them in the transaction that stores the batch
+# (compliance/observe/rollups.py), so they always agree with the stored events. They are derived
+# data, not history: unlike AuditEvent they are updated in place.
+
+
+class CallRollup(models.Model):
+    """Counters of the tool calls of one (org, time bucket, server, tool, key, decision, rule).
+
+    "" stands for "none" in the text dimensions (a unique constraint treats NULLs as distinct).
+    `key_id` is text for the same reason: "" is a call without an API key (a console user, an
+    ingested event).
+    """
+
+    org_id = models.UUIDField()
+    bucket = models.DateTimeField(help_text="Start of the bucket (UTC), from the events' ts.")
+    server_slug = models.CharField(max_length=64, default="", blank=True)
+    tool = models.CharField(max_length=256, default="", blank=True)
+    key_id = models.CharField(max_length=36, default="", blank=True)
+    decision = models.CharField(max_length=32, default="", blank=True)
+    rule_id = models.CharField(max_length=128, default="", blank=True)
+    calls = models.IntegerField(default=0)
+    denials = models.IntegerField(default=0)
+    alerts = models.IntegerField(default=0)
+    errors = models.IntegerField(default=0)
+    destructive = models.IntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0.0)
+    upstream_ms_sum = models.FloatField(default=0.0)
+    upstream_calls = models.IntegerField(default=0)
+
+    DIMENSIONS = ("org_id", "bucket", "server_slug", "tool", "key_id", "decision", "rule_id")
+    MEASURES = (
+        "calls",
+        "denials",
+        "alerts",
+        "errors",
+        "destructive",
+        "latency_ms_sum",
+        "upstream_ms_sum",
+        "upstream_calls",
+    )
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.bucket:%Y-%m-%d %H:%M} {self.server_slug}/{self.tool}"
+
+
+class CallMinute(CallRollup):
+    """Per-minute rollup: the 15-minute and 1-hour windows read it."""
+
+    class Meta:
+        ordering = ["org_id", "bucket"]
+        constraints = [
+            # Also the index of every read: org, then a range of buckets.
+            models.UniqueConstraint(fields=list(CallRollup.DIMENSIONS), name="call_minute_key"),
+        ]
+
+
+class CallHour(CallRollup):
+    """Per-hour rollup: the 24-hour and 7-day windows read it (sixty times fewer rows at volume)."""
+
+    class Meta:
+        ordering = ["org_id", "bucket"]
+        constraints = [
+            models.UniqueConstraint(fields=list(CallRollup.DIMENSIONS), name="call_hour_key"),
+        ]
+
+
+class LatencyMinute(models.Model):
+    """Latency histograms of an organisation's tool calls per minute, total and upstream
+    (bucket bounds in compliance/observe/histogram.py): p50/p95/p99 over any window are read
+    from one row per minute, not from every call."""
+
+    org_id = models.UUIDField()
+    bucket = models.DateTimeField()
+
+    class Meta:
+        ordering = ["org_id", "bucket"]
+        constraints = [
+            models.UniqueConstraint(fields=["org_id", "bucket"], name="latency_minute_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.bucket:%Y-%m-%d %H:%M} latency"
+
+
+def _histogram_columns() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    total = tuple(f"total_{i}" for i in range(BUCKETS))
+    upstream = tuple(f"upstream_{i}" for i in range(BUCKETS))
+    for name in (*total, *upstream):
+        LatencyMinute.add_to_class(name, models.IntegerField(default=0))
+    return total, upstream
+
+
+LATENCY_TOTAL_COLUMNS, LATENCY_UPSTREAM_COLUMNS = _histogram_columns()

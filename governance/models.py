@@ -499,6 +499,8 @@ class Anomaly(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "anomalies"
+        # The anomaly list and the observe dashboard read an organisation's anomalies by time.
+        indexes = [models.Index(fields=["org", "created_at"], name="anomaly_org_created")]
 
     def __str__(self) -> str:
         return f"{self.kind} in {self.org}"

@@ -19,5 +19,6 @@ urlpatterns = [
     path("api/auth/", include("allauth.headless.urls")),
     path("api/v1/ingest/", include("compliance.ingest.urls")),
     path("api/v1/", include("igris_project.api_urls")),
+    path("observe/", include("compliance.observe.urls", namespace="observe")),
     path("", include((CONSOLE_URLPATTERNS, "console"), namespace="console")),
 ]

@@ -38,6 +38,7 @@ from compliance.audit.rows import (
     malformed_row,
 )
 from compliance.models import AuditEvent, ChainHead
+from compliance.observe import rollups
 
 log = logging.getLogger("igris.audit.writer")
 
@@ -110,6 +111,9 @@ def write_batch(batch: PreparedBatch, *, insert: InsertMethod = "auto") -> Batch
         return result
     chain_entries(fresh, heads)
     _insert(fresh, insert)
+    # The dashboard's counters commit with the events they count (compliance/observe/rollups.py
+    # says why), under the chain head locks taken above.
+    rollups.record(entry.row for entry in fresh)
     moved = {entry.row["org_id"] for entry in fresh}
     _advance_heads({org: head for org, head in heads.items() if org in moved}, recorded_at)
     result.stored = [entry.row for entry in fresh]

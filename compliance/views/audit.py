@@ -80,6 +80,10 @@ class AuditPageFilters(AuditFilterFields):
 
     source = serializers.ChoiceField([value for value, _ in SOURCES], required=False)
     q = serializers.CharField(required=False, max_length=200)
+    # What the dashboard's figures are keyed by (compliance/observe): a server by its slug, as
+    # the rollups hold it, and the rule that decided.
+    server_slug = serializers.SlugField(required=False, max_length=64)
+    rule = serializers.CharField(required=False, max_length=128)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         since, until = attrs.get("since"), attrs.get("until")
@@ -125,6 +129,10 @@ def parse_filters(
 def audit_events_for_org(*, org: Organization, params: dict[str, Any]) -> QuerySet[AuditEvent]:
     """The API's filtered events of one organisation, with the page's source filter."""
     qs = audit_events(org, params)
+    if params.get("server_slug"):
+        qs = qs.filter(server_slug=params["server_slug"])
+    if params.get("rule"):
+        qs = qs.filter(rule_id=params["rule"])
     source = params.get("source")
     if source == "ingest":
         qs = qs.filter(source__startswith="ingest:")

@@ -52,6 +52,7 @@ ConsoleView = Callable[Concatenate[HttpRequest, Console, P], HttpResponse]
 # soon as their URL name resolves, so the console never shows a dead link.
 NAV: tuple[tuple[str, str, Action, str], ...] = (
     ("Overview", "console:home", Action.ORG_VIEW, "home"),
+    ("Observe", "observe:dashboard", Action.AUDIT_READ, "activity"),
     ("Members", "console:members", Action.MEMBERS_VIEW, "users"),
     ("API keys", "console:keys", Action.KEYS_VIEW, "key"),
     ("MCP servers", "console:servers", Action.SERVERS_VIEW, "server"),

@@ -32,6 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from compliance.observe.urls import urlpatterns as observe_urlpatterns
 from governance.models import AgentSession, Anomaly, Organization, User
 from igris_project.urls import CONSOLE_URLPATTERNS as urlpatterns
 from tests.browser.test_playground_browser import demo_server as demo_server
@@ -90,6 +91,14 @@ PAGES: dict[str, Callable[[SimpleNamespace], str]] = {
     "audit_event": lambda d: reverse("console:audit_event", args=[d.audit_event_id]),
     # The export answers a file; the page it answers to bad filters is what can overflow.
     "audit_export": lambda d: f"{reverse('console:audit_export')}?format=xlsx&decision=maybe",
+}
+# Pages outside the "console" namespace, by their full URL name; the dashboard with its heat map
+# by servers and time and by agents and tools.
+OTHER_PAGES: dict[str, Callable[[SimpleNamespace], str]] = {
+    "observe:dashboard": lambda d: reverse("observe:dashboard"),
+    "observe:dashboard agents by tools": lambda d: (
+        f"{reverse('observe:dashboard')}?window=7d&rows=agents&cols=tools"
+    ),
 }
 # Form targets: POST only. The pages some of them answer with (a new key's secret, a new ingest
 # source's secret, form errors) are reached through their forms below.
@@ -378,6 +387,7 @@ def _populate(org: Organization, owner: User) -> SimpleNamespace:
     sessions_kill_for_server(
         org=org, actor=owner, server=servers[2], reason="the upstream leaks tokens"
     )
+    _observed_calls(org, servers, keys)
     audit = _audit_records(org, servers[1], keys[1], sessions[0])
     return SimpleNamespace(
         org=org,
@@ -429,6 +439,38 @@ def _audit_records(org: Organization, server: Any, key: Any, session: AgentSessi
     return AuditEvent.objects.filter(org_id=org.id, decision="deny").order_by("-seq").first()
 
 
+def _observed_calls(org: Organization, servers: list[Any], keys: list[Any]) -> None:
+    """Calls in the audit log (and so in the dashboard's rollups), with long names."""
+    from compliance.audit.writer import append_events
+    from governance.events import Actor, Envelope
+
+    now = timezone.now()
+    events = []
+    for i in range(40):
+        key = keys[i % 2]
+        decision = ("allow", "deny", "alert", "allow")[i % 4]
+        data = {
+            "server_slug": servers[i % 3].slug,
+            "key_id": str(key.id),
+            "method": "tools/call",
+            "tool": ("delete_records_in_every_region_at_once", "read_file", "write_file")[i % 3],
+            "decision": decision,
+            "rule_id": "deny-destructive-tools-on-production-customer-records"
+            if decision == "deny"
+            else None,
+            "latency_ms": 3.5 * (i + 1),
+            "upstream_ms": 3.0 * (i + 1),
+            "result": "denied" if decision == "deny" else "ok",
+            "client_info": {"name": "claude-code-enterprise-edition-with-plugins"},
+        }
+        actor = Actor(kind="api_key", id=str(key.id), label=key.name)
+        envelope = Envelope(
+            org_id=str(org.id), type="tool_call", source="proxy", actor=actor, data=data
+        )
+        events.append({**envelope.as_dict(), "ts": (now - timedelta(minutes=i * 7)).isoformat()})
+    append_events(events)
+
+
 @pytest.fixture
 def console_data(acme, alice) -> SimpleNamespace:
     Organization.objects.filter(pk=acme.pk).update(name=LONG_ORG_NAME)
@@ -466,6 +508,7 @@ def _sweep(tab, urls: list[str], *, strict: bool) -> dict[str, list[str]]:
 
 def _console_urls(data: SimpleNamespace) -> list[str]:
     urls = [url(data) for url in PAGES.values()]
+    urls += [url(data) for url in OTHER_PAGES.values()]
     urls += [reverse(name) for name in ACCOUNT_PAGES]
     urls.append(MISSING_PAGE)
     return urls
@@ -481,6 +524,8 @@ def test_every_console_page_is_in_the_layout_sweep():
     names = {p.name for p in urlpatterns}
     swept = set(PAGES) | FORM_TARGETS
     assert names == swept, (names - swept, swept - names)
+    others = {f"observe:{p.name}" for p in observe_urlpatterns}
+    assert others <= {name.split(" ")[0] for name in OTHER_PAGES}, others
 
 
 @pytest.mark.parametrize("name", sorted(FORM_TARGETS))

@@ -13,6 +13,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from compliance.observe.urls import urlpatterns as observe_urlpatterns
 from governance.middleware import SESSION_ORG_KEY
 from governance.models import (
     AgentSession,
@@ -121,6 +122,26 @@ def acme_markers(w) -> list[str]:
         "portkey prod",
         "acme_audited_tool",
     ]
+
+
+# Console pages outside the "console" namespace, by their full URL name: charlie's must show
+# nothing of acme's (the dashboard's own cross-tenant tests are in tests/compliance/).
+OTHER_ORG_PAGES = ["observe:dashboard"]
+
+
+def test_every_observe_route_is_classified():
+    names = {f"observe:{p.name}" for p in observe_urlpatterns}
+    assert names == set(OTHER_ORG_PAGES), names ^ set(OTHER_ORG_PAGES)
+
+
+@pytest.mark.parametrize("name", OTHER_ORG_PAGES)
+def test_charlie_s_other_pages_show_nothing_of_acme(client, charlie, globex, world, name):
+    login(client, charlie)
+    response = client.get(reverse(name))
+    assert response.status_code == 200
+    body = response.content.decode()
+    for marker in acme_markers(world):
+        assert marker not in body, (name, marker)
 
 
 def test_every_console_route_is_classified():
