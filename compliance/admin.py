@@ -7,7 +7,14 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from compliance.models import AuditEvent, ChainHead, Checkpoint
+from compliance.models import (
+    AuditEvent,
+    CallHour,
+    CallMinute,
+    ChainHead,
+    Checkpoint,
+    LatencyMinute,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,3 +59,39 @@ class ChainHeadAdmin(ReadOnlyAdmin):
 class CheckpointAdmin(ReadOnlyAdmin):
     list_display = ("org_id", "seq", "hash", "created_at", "key_id")
     ordering = ("-created_at",)
+
+
+# The dashboard's rollups (compliance/observe): kept by the audit writer, read-only here too.
+ROLLUP_COLUMNS = (
+    "bucket",
+    "org_id",
+    "server_slug",
+    "tool",
+    "decision",
+    "calls",
+    "denials",
+    "errors",
+)
+
+
+@admin.register(CallMinute)
+class CallMinuteAdmin(ReadOnlyAdmin):
+    list_display = ROLLUP_COLUMNS
+    list_filter = ("decision",)
+    ordering = ("-bucket",)
+    show_full_result_count = False
+
+
+@admin.register(CallHour)
+class CallHourAdmin(ReadOnlyAdmin):
+    list_display = ROLLUP_COLUMNS
+    list_filter = ("decision",)
+    ordering = ("-bucket",)
+    show_full_result_count = False
+
+
+@admin.register(LatencyMinute)
+class LatencyMinuteAdmin(ReadOnlyAdmin):
+    list_display = ("bucket", "org_id")
+    ordering = ("-bucket",)
+    show_full_result_count = False

@@ -37,8 +37,9 @@ def percentile(counts: Sequence[int], q: float) -> float | None:
     """The q-quantile (0 < q <= 1) of the histogram `counts`, in ms; None when it is empty.
 
     Rank r = ceil(q * n) falls in some bucket; inside it the value is interpolated geometrically
-    between the bucket's bounds (latencies spread evenly on a log scale within one bucket is the
-    assumption). The overflow bucket answers its lower bound: "more than 100 s".
+    between the bucket's bounds, each value standing at the middle of its share of the bucket
+    (latencies spread evenly on a log scale within one bucket is the assumption). The overflow
+    bucket answers its lower bound: "more than 100 s".
     """
     total = sum(counts)
     if total <= 0:
@@ -53,7 +54,9 @@ def percentile(counts: Sequence[int], q: float) -> float | None:
                 return BOUNDS_MS[-1]
             upper = BOUNDS_MS[index]
             lower = BOUNDS_MS[index - 1] if index > 0 else upper / (10 ** (1 / PER_DECADE))
-            fraction = (rank - seen) / count
+            # The rank's place among the bucket's values, each counted at its middle: one value
+            # in a bucket reads as the bucket's geometric middle, not its upper bound.
+            fraction = (rank - seen - 0.5) / count
             return lower * (upper / lower) ** fraction
         seen += count
     return BOUNDS_MS[-1]
