@@ -62,29 +62,9 @@ class CheckpointAdmin(ReadOnlyAdmin):
 
 
 # The dashboard's rollups (compliance/observe): kept by the audit writer, read-only here too.
-ROLLUP_COLUMNS = (
-    "bucket",
-    "org_id",
-    "server_slug",
-    "tool",
-    "decision",
-    "calls",
-    "denials",
-    "errors",
-)
-
-
-@admin.register(CallMinute)
-class CallMinuteAdmin(ReadOnlyAdmin):
-    list_display = ROLLUP_COLUMNS
-    list_filter = ("decision",)
-    ordering = ("-bucket",)
-    show_full_result_count = False
-
-
-@admin.register(CallHour)
-class CallHourAdmin(ReadOnlyAdmin):
-    list_display = ROLLUP_COLUMNS
+@admin.register(CallMinute, CallHour)
+class CallRollupAdmin(ReadOnlyAdmin):
+    list_display = ("bucket", "org_id", "server_slug", "tool", "decision", "calls", "denials")
     list_filter = ("decision",)
     ordering = ("-bucket",)
     show_full_result_count = False
