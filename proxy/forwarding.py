@@ -147,6 +147,19 @@ async def relay(
         await deps.breakers.settle(
             exchange.server, trial=exchange.circuit_trial, error=server_error(response.status)
         )
+        if response.status >= 400:
+            # Refused upstream: a JSON-RPC error like every other refusal, never an empty error
+            # body. A 4xx keeps its status (a 404 tells the client to start a new session, MCP
+            # transports); a 5xx is the upstream's failure, a 502 here.
+            upstream_failed = response.status >= 500
+            await rpc_error(
+                send,
+                502 if upstream_failed else response.status,
+                jsonrpc.UPSTREAM_PROTOCOL if upstream_failed else jsonrpc.INVALID_REQUEST,
+                f"The upstream server refused this {msg.kind}: HTTP {response.status}.",
+                data={"upstream_status": response.status},
+            )
+            return
         await send_bytes(send, response.status, b"", content_type=None)
         return
     if msg.method == "initialize" and not exchange.era.modern and response.status == 200:

@@ -105,3 +105,49 @@ async def test_a_listed_tool_without_a_name_is_dropped_by_the_proxy(
     assert answer.status_code == 200, answer.text
     assert [t.get("name") for t in answer.json()["result"]["tools"]] == ["echo"]
     await sync_to_async(connections.close_all)()
+
+
+def _refusing_upstream(status: int):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return app
+
+
+@pytest.mark.parametrize(("upstream", "answered", "code"), [(400, 400, -32600), (503, 502, -31009)])
+async def test_a_notification_the_upstream_refuses_gets_a_json_rpc_error_not_an_empty_body(
+    igris_url, acme, alice, acme_key, upstream, answered, code
+):
+    """Found by the proxy fuzz test: the upstream's refusal of a notification was relayed as its
+    bare status with an empty body."""
+    from governance.services.servers import server_create
+
+    await _publish(acme, alice, [], posture="allow")
+    with serving(_refusing_upstream(upstream)) as port:
+        await sync_to_async(server_create)(
+            org=acme,
+            actor=alice,
+            name="Refuser",
+            slug="refuser",
+            upstream_url=f"http://127.0.0.1:{port}/mcp",
+        )
+        async with httpx.AsyncClient(base_url=igris_url, timeout=30) as http:
+            answer = await http.post(
+                "/proxy/refuser/mcp",
+                headers={
+                    **LIST_HEADERS,
+                    "Mcp-Method": "notifications/cancelled",
+                    "Authorization": f"Bearer {acme_key[1]}",
+                },
+                content=b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}',
+            )
+    assert answer.status_code == answered
+    error = answer.json()["error"]
+    assert error["code"] == code and f"HTTP {upstream}" in error["message"]
+    assert error["data"] == {"upstream_status": upstream}
+    await sync_to_async(connections.close_all)()
