@@ -58,23 +58,25 @@ async def test_a_snapshot_handed_another_organisations_call_denies_through_the_p
     await sync_to_async(connections.close_all)()
 
 
-def _listing_upstream(tools: list[dict]):
+def _upstream(status: int, body: bytes = b""):
+    """A bare HTTP upstream that answers every request with `status` and `body` (JSON)."""
+
     async def app(scope, receive, send):
         if scope["type"] != "http":
             return
         while (await receive()).get("more_body"):
             pass
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
+        headers = [(b"content-type", b"application/json")] if body else []
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+def _listing_upstream(tools: list[dict]):
+    return _upstream(
+        200, json.dumps({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}}).encode()
+    )
 
 
 async def test_a_listed_tool_without_a_name_is_dropped_by_the_proxy(
@@ -107,18 +109,6 @@ async def test_a_listed_tool_without_a_name_is_dropped_by_the_proxy(
     await sync_to_async(connections.close_all)()
 
 
-def _refusing_upstream(status: int):
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        while (await receive()).get("more_body"):
-            pass
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    return app
-
-
 @pytest.mark.parametrize(("upstream", "answered", "code"), [(400, 400, -32600), (503, 502, -31009)])
 async def test_a_notification_the_upstream_refuses_gets_a_json_rpc_error_not_an_empty_body(
     igris_url, acme, alice, acme_key, upstream, answered, code
@@ -128,7 +118,7 @@ async def test_a_notification_the_upstream_refuses_gets_a_json_rpc_error_not_an_
     from governance.services.servers import server_create
 
     await _publish(acme, alice, [], posture="allow")
-    with serving(_refusing_upstream(upstream)) as port:
+    with serving(_upstream(upstream)) as port:
         await sync_to_async(server_create)(
             org=acme,
             actor=alice,
